@@ -1,0 +1,1 @@
+"""bgm2pose.calibration"""

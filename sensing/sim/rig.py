@@ -1,0 +1,98 @@
+"""Geometry of the sensing rig: room, two speakers, one first-order ambisonic microphone.
+
+World frame (shared with the poses): metres, right-handed, **y up**, the floor at y = 0 and the
+room the box [0, Lx] x [0, Ly] x [0, Lz]. The microphone looks at the speakers; by default it
+faces +z, so the listener's left is +x. "Left" and "right" speaker are named from the
+microphone's (listener's) point of view.
+
+The microphone's B-format axes follow the ambisonic convention of its own frame: X = front,
+Y = left, Z = up. ``Rig.mic_axes`` maps world vectors to those axes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+SAMPLE_RATE = 48_000
+SPEED_OF_SOUND = 343.0  # m/s, the value pyroomacoustics uses as well
+
+
+Vec3 = tuple[float, float, float]
+
+
+class RigError(ValueError):
+    """A rig geometry that cannot be simulated."""
+
+
+@dataclass(frozen=True)
+class Rig:
+    room_size: Vec3 = (7.0, 3.0, 6.0)
+    # Reverberation time of the room (s); absorption is derived from it (Sabine).
+    rt60: float = 0.5
+    speaker_left: Vec3 = (4.0, 1.2, 4.5)
+    speaker_right: Vec3 = (3.0, 1.2, 4.5)
+    mic: Vec3 = (3.5, 1.2, 1.5)
+    # Where the person stands: a disc on the floor between speakers and microphone.
+    area_center: Vec3 = (3.5, 0.0, 3.0)
+    area_radius: float = 0.45
+    sample_rate: int = SAMPLE_RATE
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        size = np.asarray(self.room_size, float)
+        if size.shape != (3,) or np.any(size <= 0):
+            raise RigError(f"room size {self.room_size} must be three positive lengths in metres")
+        for name in ("speaker_left", "speaker_right", "mic"):
+            p = np.asarray(getattr(self, name), float)
+            if p.shape != (3,) or np.any(p <= 0) or np.any(p >= size):
+                raise RigError(
+                    f"{name.replace('_', ' ')} at {tuple(p)} is outside the room "
+                    f"{tuple(size)}; place it strictly inside"
+                )
+        if not 0.05 <= self.rt60 <= 5.0:
+            raise RigError(f"RT60 {self.rt60} s is out of range; use 0.05 to 5 s")
+
+    @property
+    def speakers(self) -> np.ndarray:
+        """(2, 3) speaker positions, left then right."""
+        return np.array([self.speaker_left, self.speaker_right], float)
+
+    @property
+    def mic_position(self) -> np.ndarray:
+        return np.asarray(self.mic, float)
+
+    @property
+    def mic_axes(self) -> np.ndarray:
+        """(3, 3) rows = world directions of the mic's X (front), Y (left), Z (up) axes.
+        The mic faces the speakers' midpoint, level with the floor."""
+        up = np.array([0.0, 1.0, 0.0])
+        front = self.speakers.mean(axis=0) - self.mic_position
+        front[1] = 0.0
+        norm = np.linalg.norm(front)
+        if norm < 1e-6:
+            raise RigError("the microphone sits directly below or above the speakers; move it")
+        front /= norm
+        left = np.cross(up, front)  # facing +z with y up, left is +x
+        return np.stack([front, left, up])
+
+    def encode(self, directions: np.ndarray) -> np.ndarray:
+        """B-format gains (W, X, Y, Z) for sound arriving from world ``directions``
+        (..., 3), unit vectors pointing from the mic towards the source. Shape (..., 4)."""
+        d = np.asarray(directions, float)
+        xyz = d @ self.mic_axes.T
+        return np.concatenate([np.ones(d.shape[:-1] + (1,)), xyz], axis=-1)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("extra")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Rig":
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        unknown = set(d) - known
+        if unknown:
+            raise RigError(f"unknown rig settings {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
