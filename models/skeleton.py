@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bgm2pose.sensing.errors import UserError
+
 JOINTS: tuple[str, ...] = (
     "Hips", "Spine", "Spine1", "Neck", "Head",
     "LeftShoulder", "LeftArm", "LeftForeArm", "LeftHand",
@@ -51,7 +53,7 @@ LEFT: tuple[int, ...] = tuple(i for i, n in enumerate(JOINTS) if n.startswith("L
 RIGHT: tuple[int, ...] = tuple(i for i, n in enumerate(JOINTS) if n.startswith("Right"))
 
 
-class SkeletonError(ValueError):
+class SkeletonError(UserError, ValueError):
     """A pose array that cannot be a 21-joint skeleton."""
 
 
@@ -73,12 +75,14 @@ def normalise(poses: np.ndarray) -> np.ndarray:
     then y shifted so the lowest joint lies on y = 0. Keeps the input's shape."""
     poses = np.asarray(poses)
     joints = as_joints(poses).astype(np.result_type(poses.dtype, np.float32), copy=True)
+    if not np.all(np.isfinite(joints)):
+        raise SkeletonError("pose data contains NaN or inf joints; fill or drop those frames first")
     joints -= joints[..., INDEX["Hips"] : INDEX["Hips"] + 1, :]
     scale = np.linalg.norm(joints[..., INDEX["Spine"], :], axis=-1)
     if np.any(~np.isfinite(scale)) or np.any(scale <= 1e-9):
         raise SkeletonError(
-            "a frame has Spine on top of Hips (or non-finite joints), so it cannot be "
-            "normalised; check the joint order and units of the pose data"
+            "a frame has Spine on top of Hips, so it cannot be normalised; check the joint "
+            "order and units of the pose data"
         )
     joints /= scale[..., None, None]
     joints[..., 1] -= joints[..., 1].min(axis=-1, keepdims=True)
