@@ -1,0 +1,79 @@
+"""Training windows from session folders: aligned 0.6 s feature windows and their 12 poses.
+
+Alignment: mic sample n pairs with reference sample n - latency (the session's latency,
+rounded to a whole sample here; sub-sample latency only shifts phase by < 1/2 sample,
+which the 50 ms frames do not resolve). Poses: the 72 pose rows (120 fps) of a window are
+linearly interpolated to 12 evenly spaced samples from the window's first row to its last
+(REFERENCE.md), then normalised per frame (hips origin, hip-spine = 1, floor y = 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bgm2pose.models.skeleton import N_JOINTS, normalise
+from bgm2pose.sensing.features import (
+    FRAMES_PER_WINDOW, HOP, WINDOW_SAMPLES, frame_features, windows_from_frames,
+)
+from bgm2pose.sensing.session import Session
+
+
+@dataclass
+class SessionWindows:
+    base: np.ndarray  # (B, 9, 12, 128) float32 base features
+    poses: np.ndarray  # (B, 12, 63) float32, normalised; NaN-free
+    start_sample: np.ndarray  # (B,) int64, first mic sample of each window
+    subject: str
+    track: str
+
+    def __len__(self) -> int:
+        return len(self.start_sample)
+
+
+def aligned_audio(session: Session) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mic and reference cut to their common span so index n of both pairs mic[n + first]
+    with reference[n + first - latency]. Returns (mic, reference, first mic sample)."""
+    latency = int(round(session.info.latency_samples))
+    first = max(latency, 0)
+    n = min(session.mic.shape[1] - first, session.reference.shape[1] - (first - latency))
+    mic = session.mic[:, first : first + n]
+    ref = session.reference[:, first - latency : first - latency + n]
+    return mic, ref, first
+
+
+def window_poses(poses: np.ndarray, first_frame: np.ndarray, frames_per_window: float) -> np.ndarray:
+    """Interpolate (F, 21, 3) poses at 12 evenly spaced times from each window's first pose
+    row to its last; returns (B, 12, 21, 3)."""
+    t = first_frame[:, None] + np.linspace(0.0, frames_per_window - 1, FRAMES_PER_WINDOW)[None]
+    lo = np.clip(np.floor(t).astype(np.int64), 0, len(poses) - 2)
+    frac = (t - lo)[..., None, None]
+    return (1 - frac) * poses[lo] + frac * poses[lo + 1]
+
+
+def session_windows(session: Session, hop_frames: int = FRAMES_PER_WINDOW) -> SessionWindows:
+    """Windows every ``hop_frames`` 50 ms frames (12 = non-overlapping, as AMPL)."""
+    mic, ref, first = aligned_audio(session)
+    n_frames = mic.shape[1] // HOP
+    usable = n_frames * HOP
+    frames = frame_features(mic[:, :usable], ref[:, :usable])
+    starts = np.arange(0, n_frames - FRAMES_PER_WINDOW + 1, hop_frames)
+    start_sample = first + starts * HOP
+    sr, fps = session.info.sample_rate, session.info.pose_fps
+    if session.poses is None:
+        poses = np.zeros((len(starts), FRAMES_PER_WINDOW, 3 * N_JOINTS), np.float32)
+    else:
+        first_frame = (start_sample / sr - session.info.pose_offset_s) * fps
+        per_window = WINDOW_SAMPLES / sr * fps
+        keep = (first_frame >= 0) & (first_frame + per_window - 1 <= len(session.poses) - 1)
+        starts, start_sample, first_frame = starts[keep], start_sample[keep], first_frame[keep]
+        joints = window_poses(session.poses, first_frame, per_window)
+        poses = normalise(joints).reshape(len(starts), FRAMES_PER_WINDOW, 3 * N_JOINTS)
+    return SessionWindows(
+        base=windows_from_frames(frames, starts),
+        poses=poses.astype(np.float32),
+        start_sample=start_sample.astype(np.int64),
+        subject=str(session.info.subject.get("name", "")),
+        track=session.info.track,
+    )
