@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from bgm2pose.sensing.bformat import plane_wave_gains
+from bgm2pose.sensing.errors import UserError
+
 SAMPLE_RATE = 48_000
 SPEED_OF_SOUND = 343.0  # m/s, the value pyroomacoustics uses as well
 
@@ -22,7 +25,7 @@ SPEED_OF_SOUND = 343.0  # m/s, the value pyroomacoustics uses as well
 Vec3 = tuple[float, float, float]
 
 
-class RigError(ValueError):
+class RigError(UserError, ValueError):
     """A rig geometry that cannot be simulated."""
 
 
@@ -80,9 +83,7 @@ class Rig:
     def encode(self, directions: np.ndarray) -> np.ndarray:
         """B-format gains (W, X, Y, Z) for sound arriving from world ``directions``
         (..., 3), unit vectors pointing from the mic towards the source. Shape (..., 4)."""
-        d = np.asarray(directions, float)
-        xyz = d @ self.mic_axes.T
-        return np.concatenate([np.ones(d.shape[:-1] + (1,)), xyz], axis=-1)
+        return plane_wave_gains(np.asarray(directions, float) @ self.mic_axes.T)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1,0 +1,179 @@
+"""The virtual rig's room response and block renderer: geometry, directions, streaming,
+time invariance, Doppler and noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import welch
+
+from bgm2pose.sensing.sim.body import Body
+from bgm2pose.sensing.sim.motion import SUBJECTS, MotionGenerator, generate_motion
+from bgm2pose.sensing.sim.render import RenderError, SceneRenderer, render_session
+from bgm2pose.sensing.sim.rig import SPEED_OF_SOUND, Rig
+from bgm2pose.sensing.sim.room import room_response
+from bgm2pose.sensing.sim.scattering import reflection_paths
+
+FS = 48_000
+QUIET = dict(sensor_noise_db=None, background_noise_db=None)
+
+
+def _impulse(speaker: int, n: int = 2400) -> np.ndarray:
+    x = np.zeros((2, n), np.float32)
+    x[speaker, 0] = 1.0
+    return x
+
+
+def test_direct_path_arrives_at_distance_over_c_with_the_room_offset_removed():
+    rig = Rig()
+    for speaker in range(2):
+        y = SceneRenderer(rig, **QUIET).process(_impulse(speaker))
+        distance = np.linalg.norm(rig.speakers[speaker] - rig.mic_position)
+        expected = distance / SPEED_OF_SOUND * FS
+        assert abs(np.argmax(np.abs(y[0])) - expected) <= 1.0
+        # 1 m of free field has gain 1: a band-limited impulse keeps its energy.
+        near = y[0, int(expected) - 32:int(expected) + 34].astype(float)
+        assert np.sqrt(np.sum(near ** 2)) == pytest.approx(1 / distance, rel=0.03)
+        # Nothing arrives before the direct sound (no leftover fixed RIR offset).
+        early = int(expected) - 40
+        assert np.abs(y[:, :early]).max() < 1e-6 * np.abs(y).max()
+
+
+def test_first_room_reflection_is_the_floor_image_at_its_time_and_direction():
+    rig = Rig()  # speakers and mic 1.2 m up: the floor bounce is the first reflection
+    room = room_response(rig)
+    for speaker in range(2):
+        image = rig.speakers[speaker] * [1, -1, 1]
+        offset = image - rig.mic_position
+        arrival = np.linalg.norm(offset) / SPEED_OF_SOUND * FS
+        w = room.reverb[speaker, 0]
+        peak = int(np.argmax(np.abs(w[: int(arrival) + 40])))
+        assert abs(peak - arrival) <= 1.0
+        seen = room.reverb[speaker, 1:, peak] / w[peak] @ rig.mic_axes  # world direction
+        expected = offset / np.linalg.norm(offset)
+        assert np.degrees(np.arccos(np.clip(seen @ expected / np.linalg.norm(seen), -1, 1))) < 5
+        assert seen[1] < -0.5  # from below: height went through the axis swap
+
+
+@pytest.mark.parametrize("mic", [(3.5, 1.2, 1.5), (1.2, 0.8, 2.5)])
+def test_intensity_of_a_lone_speaker_points_at_it(mic):
+    rig = Rig(mic=mic)
+    room = room_response(rig, max_order=0)
+    for speaker in range(2):
+        y = SceneRenderer(rig, room=room, **QUIET).process(_impulse(speaker)).astype(float)
+        arrival = int(round(room.direct_delay[speaker] * FS))
+        part = y[:, arrival - 16:arrival + 16]
+        intensity = (part[0] * part[1:]).sum(axis=1) @ rig.mic_axes  # mic frame -> world
+        direction = rig.speakers[speaker] - rig.mic_position
+        cos = intensity @ direction / np.linalg.norm(intensity) / np.linalg.norm(direction)
+        assert np.degrees(np.arccos(np.clip(cos, -1, 1))) < 5
+
+
+def _music(seconds: float, seed: int = 0) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal((2, int(seconds * FS)))
+            ).astype(np.float32)
+
+
+def test_output_does_not_depend_on_the_block_size():
+    rig = Rig()
+    music = _music(1.5)
+    # Longer than the music: the renderer reads ahead, and past its end an array holds still.
+    joints = generate_motion(SUBJECTS[0], 2.5, seed=3, rig=rig)
+    outputs = [render_session(rig, music, joints, block=block, seed=7)
+               for block in (512, 2400, music.shape[1])]
+    # The live path: poses pulled from the generator in small batches, JACK-sized blocks.
+    live = SceneRenderer(rig, MotionGenerator(SUBJECTS[0], seed=3, rig=rig), seed=7,
+                         pose_batch=5)
+    outputs.append(np.concatenate([live.process(music[:, a:a + 512])
+                                   for a in range(0, music.shape[1], 512)], axis=1))
+    scale = np.abs(outputs[0]).max()
+    for other in outputs[1:]:
+        assert np.abs(other - outputs[0]).max() < 1e-5 * scale
+
+
+def test_a_still_body_is_a_time_invariant_filter():
+    rig = Rig()
+    room = room_response(rig, max_order=0)  # the static reverb is LTI by construction
+    music = _music(1.0, seed=1)
+    still = np.repeat(generate_motion(SUBJECTS[0], 0.1, seed=0, rig=rig)[:1], 130, axis=0)
+    y = render_session(rig, music, still, room=room, **QUIET).astype(float)
+    # Least squares FIR from both speakers to each channel on the first half...
+    # (lags 300-1000 samples hold the direct path, its shadow and the body's echoes)
+    lags, half = np.arange(300, 1000), music.shape[1] // 2
+    x = music.astype(float)
+
+    def lagged(a, b):
+        rows = np.arange(a, b)[:, None] - lags[None, :]
+        return np.hstack([np.where(rows >= 0, xs[np.maximum(rows, 0)], 0.0) for xs in x])
+
+    train = lagged(lags[-1], half)
+    h = np.linalg.solve(train.T @ train, train.T @ y[:, lags[-1]:half].T)
+    # ... predicts the second half.
+    residual = lagged(half, 2 * half) @ h - y[:, half:].T
+    assert np.sum(residual ** 2) / np.sum(y[:, half:] ** 2) < 1e-4  # -40 dB
+    # And the body is really there: the empty room is a different filter.
+    empty = render_session(rig, music, None, room=room, **QUIET).astype(float)
+    assert np.sum((empty - y) ** 2) / np.sum(y ** 2) > 1e-4
+
+
+def test_a_moving_arm_shows_the_doppler_shift_of_its_path_rate():
+    rig = Rig()
+    room = room_response(rig, max_order=0)
+    seconds, tone = 1.0, 12_000.0
+    frames = int(seconds * 120) + 2
+    t = np.arange(frames) / 120
+    # One vertical capsule beside the speaker-mic lines, moving away from them at 2 m/s.
+    joints = np.zeros((frames, 21, 3))
+    joints[:, 0] = np.stack([4.8 + 2.0 * t, np.full_like(t, 0.9), np.full_like(t, 3.0)], -1)
+    joints[:, 1] = joints[:, 0] + [0.0, 0.6, 0.0]
+
+    def arm(j: np.ndarray) -> Body:
+        return Body(a=j[:, :1], b=j[:, 1:2], radius=np.array([0.05]), names=("arm",))
+
+    n = int(seconds * FS)
+    music = np.zeros((2, n), np.float32)
+    music[0] = 0.5 * np.sin(2 * np.pi * tone * np.arange(n) / FS)
+    moving = SceneRenderer(rig, joints, room=room, dress=arm, **QUIET).process(music)
+    static = SceneRenderer(rig, None, room=room, **QUIET).process(music)
+    echo = (moving - static)[0, n // 4: 3 * n // 4].astype(float)
+
+    spectrum = np.abs(np.fft.rfft(echo * np.hanning(echo.size), 16 * echo.size))
+    freqs = np.fft.rfftfreq(16 * echo.size, 1 / FS)
+    observed = freqs[np.argmax(spectrum)]
+
+    delay = reflection_paths(arm(joints), rig.speakers[0], rig.mic_position).delay[:, 0]
+    window = (t >= 0.25) & (t <= 0.75)
+    rate = np.polyfit(t[window], delay[window] * SPEED_OF_SOUND, 1)[0]  # dL/dt, m/s
+    expected = tone * (1 - rate / SPEED_OF_SOUND)
+    assert abs(tone - expected) > 20  # a shift worth measuring
+    assert abs(observed - expected) < 3
+
+
+def test_noise_is_seeded_and_at_the_configured_levels():
+    rig = Rig()
+    silence = np.zeros((2, 2 * FS), np.float32)
+    a = render_session(rig, silence, None, seed=5)
+    assert np.array_equal(a, render_session(rig, silence, None, seed=5))
+    assert not np.allclose(a, render_session(rig, silence, None, seed=6))
+
+    sensor = render_session(rig, silence, None, sensor_noise_db=-80.0, background_noise_db=None)
+    assert np.allclose(np.sqrt(np.mean(sensor.astype(float) ** 2, axis=1)), 1e-4, rtol=0.03)
+    # Channels are independent.
+    assert abs(np.corrcoef(sensor)[0, 1]) < 0.02
+
+    background = render_session(rig, silence, None, sensor_noise_db=None,
+                                background_noise_db=-60.0).astype(float)
+    rms = np.sqrt(np.mean(background ** 2, axis=1))
+    assert rms[0] == pytest.approx(1e-3, rel=0.1)
+    assert np.allclose(rms[1:], 1e-3 / np.sqrt(3), rtol=0.1)
+    f, psd = welch(background[0], FS, nperseg=8192)
+    decade = 10 * np.log10(np.interp(200, f, psd) / np.interp(2000, f, psd))
+    assert decade == pytest.approx(10.0, abs=2.0)  # pink: -10 dB per decade
+
+
+def test_bad_inputs_raise_clear_errors():
+    rig = Rig()
+    with pytest.raises(RenderError, match="music"):
+        SceneRenderer(rig, **QUIET).process(np.zeros((4, 100), np.float32))
+    with pytest.raises(RenderError, match="poses"):
+        SceneRenderer(rig, np.zeros((10, 20, 3)), **QUIET)
