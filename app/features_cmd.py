@@ -1,0 +1,40 @@
+"""``bgm2pose features``: the AMPL features of a session folder, saved as .npz."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from bgm2pose.models.windows import session_windows
+from bgm2pose.sensing.features import CHANNELS
+from bgm2pose.sensing.session import read_session
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("session", type=Path, help="session folder (session.toml, mic.flac, ...)")
+    p.add_argument("-o", "--out", type=Path,
+                   help="output .npz (default: <session>/features.npz)")
+    p.add_argument("--hop-frames", type=int, default=12,
+                   help="window hop in 50 ms frames; 12 = non-overlapping 0.6 s windows "
+                        "(default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    session = read_session(args.session)
+    windows = session_windows(session, hop_frames=args.hop_frames)
+    out = args.out or args.session / "features.npz"
+    np.savez_compressed(
+        out, base=windows.base, poses=windows.poses, start_sample=windows.start_sample,
+        channels=np.array(CHANNELS), subject=windows.subject, track=windows.track,
+    )
+    b = windows.base
+    print(f"features: {len(windows)} windows of {b.shape[1:]} (channel, frame, mel) "
+          f"from {session.duration_s:.1f} s of {args.session}")
+    for c, name in enumerate(CHANNELS):
+        v = b[:, c]
+        print(f"  {name:12s} mean {v.mean():9.3f}  std {v.std():8.3f}  "
+              f"min {v.min():9.3f}  max {v.max():9.3f}")
+    print(f"features: wrote {out}")
+    return 0

@@ -1,0 +1,84 @@
+"""``bgm2pose simulate``: write a synthetic data set with the virtual rig."""
+
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bgm2pose.sensing.sim.dataset import (
+    DEFAULT_TRACKS, SimulationPlan, is_done, parse_shard, plan_jobs, render_job, shard,
+)
+from bgm2pose.sensing.sim.motion import SUBJECTS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", type=Path, help="folder to write the sessions into (created)")
+    p.add_argument("--subjects", nargs="+", default=[s.name for s in SUBJECTS],
+                   help="virtual subjects (default: all, %(default)s)")
+    p.add_argument("--tracks", nargs="+", default=list(DEFAULT_TRACKS),
+                   help="generated tracks as <genre>-<seed>, genre ambient or jazz "
+                        "(default: %(default)s, the AMPL mix of 3 ambient + 1 jazz)")
+    p.add_argument("--minutes", type=float, default=2.0,
+                   help="length of each session in minutes (default: %(default)s)")
+    p.add_argument("--takes", type=int, default=1,
+                   help="sessions per subject and track (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="data-set seed (default: %(default)s)")
+    p.add_argument("--randomise-rig", action="store_true",
+                   help="vary room, RT60 and speaker/mic placement per session")
+    p.add_argument("--sensor-noise-db", type=float, default=-80.0,
+                   help="white sensor noise per mic channel, dBFS RMS (default: %(default)s)")
+    p.add_argument("--background-noise-db", type=float, default=-60.0,
+                   help="diffuse background noise, dBFS RMS (default: %(default)s)")
+    p.add_argument("--shard", default="0/1", metavar="I/N",
+                   help="render only every N-th session starting at I, so N processes or "
+                        "machines can split the work (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel processes on this machine (default: %(default)s)")
+
+
+def _advance(bar: tqdm, sample_rate: int):
+    """A render progress callback (samples done, total) that moves ``bar`` in seconds."""
+    last = 0
+
+    def step(done: int, total: int) -> None:
+        nonlocal last
+        bar.update((done - last) / sample_rate)
+        last = done
+
+    return step
+
+
+def _render(args_tuple):
+    job, out, plan = args_tuple
+    return render_job(job, out, plan)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = SimulationPlan(
+        subjects=tuple(args.subjects), tracks=tuple(args.tracks), minutes=args.minutes,
+        takes=args.takes, seed=args.seed, randomise_rig=args.randomise_rig,
+        sensor_noise_db=args.sensor_noise_db, background_noise_db=args.background_noise_db,
+    )
+    index, count = parse_shard(args.shard)
+    jobs = shard(plan_jobs(plan), index, count)
+    todo = [j for j in jobs if not is_done(j, args.out)]
+    print(f"simulate: {len(jobs)} sessions in shard {index}/{count}, "
+          f"{len(jobs) - len(todo)} already done, {len(todo)} to render "
+          f"({len(todo) * plan.minutes:.1f} min of audio) into {args.out}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=len(todo) * plan.minutes * 60, unit="s audio", unit_scale=True,
+              dynamic_ncols=True) as bar:
+        if args.workers <= 1:
+            for job in todo:
+                bar.set_postfix_str(job.key)
+                render_job(job, args.out, plan, progress=_advance(bar, job.rig.sample_rate))
+        else:
+            with ProcessPoolExecutor(args.workers) as pool:
+                for job, _ in zip(todo, pool.map(_render, [(j, args.out, plan) for j in todo])):
+                    bar.set_postfix_str(job.key)
+                    bar.update(job.track.seconds)
+    print(f"simulate: done, {len(jobs)} sessions in {args.out}")
+    return 0

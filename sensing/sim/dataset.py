@@ -1,0 +1,155 @@
+"""Synthetic AMPL-like data sets: a plan of sessions (subject x track x take), sharded,
+each rendered by the virtual rig and written as a session folder.
+
+Every session plays its track from the start, so windows at the same offset of the same
+track share the music excerpt across subjects: what BGM hard-negative sampling needs.
+Each job's randomness derives from (seed, job key) only, so a job renders the same bytes
+whichever shard or machine runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.session import SESSION_FILE, SessionInfo, write_session
+from bgm2pose.sensing.sim.motion import SUBJECTS, Subject, generate_motion
+from bgm2pose.sensing.sim.music import TrackSpec, generate
+from bgm2pose.sensing.sim.render import render_session
+from bgm2pose.sensing.sim.rig import Rig
+
+# The AMPL recordings used three ambient tracks and one jazz track.
+DEFAULT_TRACKS = ("ambient-0000", "ambient-0001", "ambient-0002", "jazz-0000")
+
+
+class DatasetError(UserError, ValueError):
+    """A data-set request that cannot be carried out."""
+
+
+@dataclass(frozen=True)
+class SimulationPlan:
+    subjects: tuple[str, ...] = tuple(s.name for s in SUBJECTS)
+    tracks: tuple[str, ...] = DEFAULT_TRACKS
+    minutes: float = 2.0
+    takes: int = 1
+    seed: int = 0
+    randomise_rig: bool = False
+    sensor_noise_db: float = -80.0
+    background_noise_db: float = -60.0
+    # Speaker volume: the acoustic level of the speakers re the digital music. Chosen so the
+    # mic peaks near -6 dBFS on the default rig (4 pi output scale: 1/3 at 3 m, plus reverb).
+    playback_gain_db: float = -14.0
+
+
+@dataclass(frozen=True)
+class SessionJob:
+    key: str  # folder name, unique in the plan: <subject>_<track>_t<take>
+    subject: Subject
+    track: TrackSpec
+    take: int
+    seed: int  # derived from (plan seed, key)
+    rig: Rig
+
+
+def _derived_seed(seed: int, key: str) -> int:
+    digest = hashlib.sha256(f"{seed}/{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def randomised_rig(rng: np.random.Generator, base: Rig = Rig()) -> Rig:
+    """A plausible variation of ``base``: room size and RT60, speaker spread and distance,
+    heights; the sensing area stays between speakers and microphone."""
+    room = np.asarray(base.room_size) * rng.uniform([0.85, 0.9, 0.85], [1.3, 1.2, 1.3])
+    cx = room[0] / 2
+    mic_z = rng.uniform(1.2, 1.8)
+    distance = rng.uniform(2.6, 3.4)
+    spread = rng.uniform(0.35, 0.7)
+    height = rng.uniform(1.0, 1.4)
+    spk_z = mic_z + distance
+    return Rig(
+        room_size=tuple(room),
+        rt60=float(rng.uniform(0.3, 0.8)),
+        speaker_left=(cx + spread, height + rng.uniform(-0.1, 0.1), spk_z),
+        speaker_right=(cx - spread, height + rng.uniform(-0.1, 0.1), spk_z),
+        mic=(cx + rng.uniform(-0.1, 0.1), height + rng.uniform(-0.1, 0.1), mic_z),
+        area_center=(cx, 0.0, mic_z + distance / 2),
+        area_radius=base.area_radius,
+    )
+
+
+def plan_jobs(plan: SimulationPlan) -> list[SessionJob]:
+    by_name = {s.name: s for s in SUBJECTS}
+    unknown = [s for s in plan.subjects if s not in by_name]
+    if unknown:
+        raise DatasetError(f"unknown subjects {unknown}; choose from {', '.join(by_name)}")
+    if plan.minutes <= 0 or plan.takes < 1:
+        raise DatasetError("minutes must be positive and takes at least 1")
+    jobs = []
+    for subject in plan.subjects:
+        for track_name in plan.tracks:
+            try:
+                track = replace(TrackSpec.from_name(track_name), seconds=plan.minutes * 60)
+            except ValueError as exc:
+                raise DatasetError(f"bad track name {track_name!r}: {exc}") from None
+            for take in range(plan.takes):
+                key = f"{subject}_{track.name}_t{take}"
+                seed = _derived_seed(plan.seed, key)
+                rig = randomised_rig(np.random.default_rng(seed)) if plan.randomise_rig else Rig()
+                jobs.append(SessionJob(key, by_name[subject], track, take, seed, rig))
+    return jobs
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise DatasetError(f"shard {text!r} is not of the form i/n (e.g. 0/4)") from None
+    if not 0 <= i < n:
+        raise DatasetError(f"shard {text!r} needs 0 <= i < n")
+    return i, n
+
+
+def shard(jobs: list[SessionJob], index: int, count: int) -> list[SessionJob]:
+    """Round-robin split: shards are disjoint and together cover every job."""
+    return jobs[index::count]
+
+
+def render_job(job: SessionJob, out_root: Path, plan: SimulationPlan,
+               progress: Callable[[int, int], None] | None = None) -> Path:
+    """Render one session and write it; returns its folder."""
+    seconds = job.track.seconds
+    music = generate(job.track)
+    joints = generate_motion(job.subject, seconds, seed=job.seed, rig=job.rig)
+    mic = render_session(
+        job.rig, music * np.float32(10 ** (plan.playback_gain_db / 20)), joints,
+        height=job.subject.height, build=job.subject.build,
+        sensor_noise_db=plan.sensor_noise_db, background_noise_db=plan.background_noise_db,
+        seed=job.seed, progress=progress,
+    )
+    info = SessionInfo(
+        rig=job.rig.to_dict(),
+        subject={"name": job.subject.name, "height": job.subject.height, "build": job.subject.build},
+        track=job.track.name,
+        provenance={
+            "tool": "bgm2pose simulate",
+            "seed": job.seed,
+            "plan_seed": plan.seed,
+            "take": job.take,
+            "sensor_noise_db": plan.sensor_noise_db,
+            "background_noise_db": plan.background_noise_db,
+            "playback_gain_db": plan.playback_gain_db,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
+    return write_session(out_root / job.key, info, mic, music, joints)
+
+
+def is_done(job: SessionJob, out_root: Path) -> bool:
+    return (out_root / job.key / SESSION_FILE).is_file()

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from bgm2pose.sensing.bformat import from_internal
+from bgm2pose.sensing.session import (
+    SessionError, SessionInfo, find_sessions, read_session, write_session,
+)
+
+
+def _audio(rng, channels, n=4800, level=0.3):
+    return (level * rng.uniform(-1, 1, (channels, n))).astype(np.float32)
+
+
+def test_round_trip_keeps_audio_poses_and_info(tmp_path):
+    rng = np.random.default_rng(0)
+    mic, ref = _audio(rng, 4), _audio(rng, 2)
+    poses = rng.normal(size=(12, 21, 3)).astype(np.float32)
+    info = SessionInfo(rig={"rt60": 0.5}, subject={"name": "S1", "height": 1.7, "build": 1.0},
+                       track="jazz-0000", latency_samples=12.5, provenance={"seed": 3})
+    write_session(tmp_path / "s", info, mic, ref, poses)
+    s = read_session(tmp_path / "s")
+    # 24-bit FLAC: quantisation step 2^-23.
+    np.testing.assert_allclose(s.mic, mic, atol=2.0**-22)
+    np.testing.assert_allclose(s.reference, ref, atol=2.0**-22)
+    np.testing.assert_array_equal(s.poses, poses)
+    assert s.info == info
+    assert s.duration_s == pytest.approx(0.1)
+    assert find_sessions(tmp_path) == [tmp_path / "s"]
+
+
+def test_mic_in_ambix_is_read_as_internal(tmp_path):
+    rng = np.random.default_rng(1)
+    internal = _audio(rng, 4, level=0.2)
+    write_session(tmp_path / "a", SessionInfo(mic_convention="ambix"),
+                  from_internal(internal, "ambix"), _audio(rng, 2))
+    np.testing.assert_allclose(read_session(tmp_path / "a").mic, internal, atol=2.0**-22)
+
+
+def test_refuses_clipping_overwrite_and_bad_shapes(tmp_path):
+    rng = np.random.default_rng(2)
+    loud = _audio(rng, 4)
+    loud[0, 10] = 1.5
+    with pytest.raises(SessionError, match="clip"):
+        write_session(tmp_path / "c", SessionInfo(), loud, _audio(rng, 2))
+    assert not (tmp_path / "c" / "session.toml").exists()
+    write_session(tmp_path / "d", SessionInfo(), _audio(rng, 4), _audio(rng, 2))
+    with pytest.raises(SessionError, match="already holds"):
+        write_session(tmp_path / "d", SessionInfo(), _audio(rng, 4), _audio(rng, 2))
+    with pytest.raises(SessionError, match=r"\(4, samples\)"):
+        write_session(tmp_path / "e", SessionInfo(), _audio(rng, 2), _audio(rng, 2))
+
+
+def test_reading_a_non_session_says_what_to_pass(tmp_path):
+    with pytest.raises(SessionError, match="not a session folder"):
+        read_session(tmp_path)
