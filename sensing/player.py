@@ -1,0 +1,402 @@
+"""Gapless playlist playback: a decode-ahead thread feeds the audio callback through a FIFO.
+
+Three parties share a Player without locks:
+- the decoder (a thread started by ``start``, or ``pump`` called by hand) loads tracks, which
+  may take a while, and copies their samples into a preallocated FIFO of ``fifo_frames``;
+- the audio callback calls ``callback_fill(out)``: it copies the next FIFO samples into ``out``
+  (``(frames, 2)`` float32, channels last as PortAudio has it) and writes exactly ``out`` into
+  ``reference``, so the reference ring holds what was played, by sample index;
+- control calls (``next``, ``previous``, ``select``, ``pause``, ``resume``, ``set_repeat``)
+  and ``status`` come from any other thread (GUI, command line).
+
+Track boundaries travel beside the samples as (FIFO index, track) records, published before the
+samples they precede, so the callback knows the exact sample where a track starts and marks
+TRACK_CHANGE there in ``reference.events``. A skip (next/previous/select) is a boundary with the
+"flush" bit: the callback jumps straight to it, dropping the old track's queued samples. The
+decoder keeps ``block_frames`` of the FIFO free during normal decode-ahead so that the first
+block of a skipped-to track always fits and the switch plays without a gap.
+
+Silence: pause plays silence (marked PAUSE), keeps sample indices moving and holds the track
+position; an empty FIFO while a track is due plays silence, counted in ``underflows`` and marked
+UNDERFLOW; after the last track (repeat off) it is silence, neither counted nor marked.
+
+Skipping: a track whose loader raises a ``UserError`` (``AudioFileError`` for a bad file, or
+``PlayerError`` for an array of the wrong shape) is skipped, remembered with its reason in
+``status().skipped`` and not tried again; playback continues with the next track.
+"""
+
+from __future__ import annotations
+
+import functools
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from bgm2pose.sensing.audiofile import read_music
+from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.ring import Mark, SampleRing
+
+SAMPLE_RATE = 48_000
+END = -1  # "track" index of the silence after the last track
+_BOUNDARY_SLOTS = 64
+
+
+class PlayerError(UserError, ValueError):
+    """A playlist, track or player setting that cannot be played."""
+
+
+class Repeat(Enum):
+    OFF = "off"  # stop after the last track
+    ALL = "all"  # start over after the last track
+    ONE = "one"  # play the current track again and again (next/previous still move)
+
+
+@dataclass(frozen=True)
+class Track:
+    name: str
+    loader: Callable[[], np.ndarray]  # returns (2, N) float32 at 48 kHz; runs in the decoder
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Track:
+        return cls(Path(path).name, functools.partial(read_music, path))
+
+
+@dataclass(frozen=True)
+class SkippedTrack:
+    index: int
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PlayerStatus:
+    track: int | None  # index of the track playing; None before the first and after the last
+    track_name: str | None
+    position_s: float  # seconds played of the current track
+    paused: bool
+    finished: bool  # played to the end of the playlist (repeat off)
+    repeat: Repeat
+    underflows: int  # callbacks that found the FIFO empty while a track was due
+    buffered_s: float  # decoded audio waiting in the FIFO
+    skipped: tuple[SkippedTrack, ...]
+    error: str | None  # an unexpected failure that stopped the decoder
+
+
+class Player:
+    def __init__(self, tracks: Sequence[Track | np.ndarray], *, block_frames: int = 4_800,
+                 ring_capacity: int = 10 * SAMPLE_RATE, fifo_frames: int = 2 * SAMPLE_RATE,
+                 repeat: Repeat = Repeat.OFF, sample_rate: int = SAMPLE_RATE):
+        if not tracks:
+            raise PlayerError("the playlist is empty; add at least one track")
+        if block_frames < 1 or fifo_frames < 2 * block_frames:
+            raise PlayerError(
+                f"the FIFO ({fifo_frames} frames) must hold at least two decoder blocks of "
+                f"{block_frames} frames; make it larger"
+            )
+        self.tracks = [t if isinstance(t, Track) else _array_track(i, t)
+                       for i, t in enumerate(tracks)]
+        self.block_frames = block_frames
+        self.sample_rate = sample_rate
+        self.reference = SampleRing(2, ring_capacity)
+        self.repeat = repeat
+
+        self._fifo = np.zeros((fifo_frames, 2), np.float32)
+        self._fifo_end = 0  # decoder: FIFO index one past the newest published sample
+        self._read = 0  # callback: FIFO index of the next sample to play
+        self._b_index = np.zeros(_BOUNDARY_SLOTS, np.int64)
+        self._b_track = np.zeros(_BOUNDARY_SLOTS, np.int32)
+        self._b_flush = np.zeros(_BOUNDARY_SLOTS, bool)
+        self._b_count = 0  # decoder: boundaries published
+        self._b_next = 0  # callback: boundaries applied
+
+        # Callback state.
+        self._paused = False
+        self._playing: int | None = None
+        self._track_pos = 0
+        self._underflows = 0
+
+        # Decoder state.
+        self._commands: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._primed = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._error: Exception | None = None
+        self._broken: dict[int, SkippedTrack] = {}
+        self._cache: tuple[int, np.ndarray] | None = None
+        self._dec_track: int | None = 0  # None: nothing left to decode
+        self._data: np.ndarray | None = None
+        self._pos = 0
+        self._need_boundary = True
+        self._flush = False
+        # The track the listener is about to hear, to resolve next/previous against before
+        # the callback has reached it; `_intent_seq` is its boundary (None: not pushed yet).
+        self._intent = 0
+        self._intent_seq: int | None = None
+
+    # -- audio callback -------------------------------------------------------------------
+
+    def callback_fill(self, out: np.ndarray) -> None:
+        """Fill ``out`` ``(frames, 2)`` with the next samples and record them as reference."""
+        frames = out.shape[0]
+        ref = self.reference
+        index = ref.end
+        if self._paused:
+            out.fill(0)
+            ref.events.mark(index, Mark.PAUSE, frames)
+            ref.write(out)
+            return
+        written = self._fifo_end  # read before the boundaries, which are published first
+        count = self._b_count
+        nxt = self._b_next
+        read = self._read
+        flush = -1
+        for seq in range(nxt, count):
+            if self._b_flush[seq % _BOUNDARY_SLOTS]:
+                flush = seq
+        if flush >= 0:
+            nxt = flush
+            read = int(self._b_index[flush % _BOUNDARY_SLOTS])
+        cap = self._fifo.shape[0]
+        filled = 0
+        while filled < frames:
+            boundary = int(self._b_index[nxt % _BOUNDARY_SLOTS]) if nxt < count else written
+            if nxt < count and boundary <= read:
+                self._playing = int(self._b_track[nxt % _BOUNDARY_SLOTS])
+                self._track_pos = 0
+                ref.events.mark(index + filled, Mark.TRACK_CHANGE)
+                nxt += 1
+                continue
+            n = min(frames - filled, boundary - read)
+            if n <= 0:
+                break
+            pos = read % cap
+            first = min(n, cap - pos)
+            out[filled:filled + first] = self._fifo[pos:pos + first]
+            if n > first:
+                out[filled + first:filled + n] = self._fifo[:n - first]
+            read += n
+            filled += n
+            self._track_pos += n
+        self._read = read  # frees the FIFO space only now that it is copied
+        self._b_next = nxt
+        if filled < frames:
+            out[filled:] = 0
+            if self._playing != END:
+                self._underflows += 1
+                ref.events.mark(index + filled, Mark.UNDERFLOW, frames - filled)
+        ref.write(out)
+
+    # -- controls (any thread) ------------------------------------------------------------
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+
+    def set_repeat(self, repeat: Repeat) -> None:
+        self.repeat = repeat
+
+    def next(self) -> None:
+        """Skip to the next track (after the last: the first with repeat all, else stop)."""
+        self._command("next", 0)
+
+    def previous(self) -> None:
+        """Go back one track (before the first: the last with repeat all, else the first)."""
+        self._command("previous", 0)
+
+    def select(self, index: int) -> None:
+        """Play track ``index`` now."""
+        if not 0 <= index < len(self.tracks):
+            raise PlayerError(
+                f"track {index} is not in the playlist; choose 0 to {len(self.tracks) - 1}"
+            )
+        self._command("select", index)
+
+    def status(self) -> PlayerStatus:
+        playing = self._playing
+        track = playing if playing is not None and playing != END else None
+        return PlayerStatus(
+            track=track, track_name=self.tracks[track].name if track is not None else None,
+            position_s=self._track_pos / self.sample_rate if track is not None else 0.0,
+            paused=self._paused, finished=playing == END, repeat=self.repeat,
+            underflows=self._underflows,
+            buffered_s=(self._fifo_end - self._read) / self.sample_rate,
+            skipped=tuple(self._broken.values()),
+            error=None if self._error is None else f"{type(self._error).__name__}: {self._error}",
+        )
+
+    # -- decoder --------------------------------------------------------------------------
+
+    def start(self, prime_timeout: float = 30.0) -> None:
+        """Start the decode-ahead thread and wait until the first track is queued."""
+        if self._thread is not None:
+            raise PlayerError("the player is already started; call start() once")
+        self._thread = threading.Thread(target=self._run, name="player-decoder", daemon=True)
+        self._thread.start()
+        self._primed.wait(prime_timeout)
+
+    def close(self) -> None:
+        """Stop the decode-ahead thread."""
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> Player:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def pump(self) -> None:
+        """Do the decoder's work in the calling thread until the FIFO is full or the playlist
+        is queued to its end (for tests and offline rendering, instead of ``start``)."""
+        if self._thread is not None:
+            raise PlayerError("pump() is for a player without a decoder thread; don't start it")
+        while self._service():
+            pass
+
+    def _run(self) -> None:
+        idle = self.block_frames / self.sample_rate / 2
+        try:
+            while not self._stop:
+                self._wake.clear()  # before the work, so a command posted meanwhile wakes us
+                if not self._service():
+                    self._wake.wait(idle)
+        except Exception as exc:  # a bug, not a bad track: keep it for status() to show
+            self._error = exc
+            self._primed.set()
+
+    def _command(self, kind: str, index: int) -> None:
+        self._commands.put((kind, index))
+        self._wake.set()
+
+    def _service(self) -> bool:
+        """One step of decoder work; False when there is nothing to do right now."""
+        progressed = False
+        while True:
+            try:
+                kind, index = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            self._apply(kind, index)
+            progressed = True
+        track = self._dec_track
+        if track is None:
+            return progressed
+        if self._need_boundary and self._b_count - self._b_next >= _BOUNDARY_SLOTS:
+            return progressed
+        if track == END:
+            self._push_boundary(self._fifo_end, END)
+            self._dec_track = None
+            return True
+        if self._data is None:
+            self._load(track)
+            return True
+        reserve = 0 if self._flush else self.block_frames
+        cap = self._fifo.shape[0]
+        space = cap - (self._fifo_end - self._read) - reserve
+        n = min(self.block_frames, space, self._data.shape[1] - self._pos)
+        if n <= 0:
+            return progressed
+        write = self._fifo_end
+        pos = write % cap
+        first = min(n, cap - pos)
+        self._fifo[pos:pos + first] = self._data[:, self._pos:self._pos + first].T
+        if n > first:
+            self._fifo[:n - first] = self._data[:, self._pos + first:self._pos + n].T
+        if self._need_boundary:
+            self._push_boundary(write, track)
+        self._fifo_end = write + n  # published last: the callback may now play these
+        self._pos += n
+        if self._pos == self._data.shape[1]:
+            self._dec_track = self._following(track)
+            self._data = None
+            self._need_boundary = True
+        return True
+
+    def _push_boundary(self, index: int, track: int) -> None:
+        seq = self._b_count
+        slot = seq % _BOUNDARY_SLOTS
+        self._b_index[slot] = index
+        self._b_track[slot] = track
+        self._b_flush[slot] = self._flush
+        if self._intent_seq is None:
+            self._intent, self._intent_seq = track, seq
+        self._b_count = seq + 1
+        self._need_boundary = False
+        self._flush = False
+        self._primed.set()
+
+    def _apply(self, kind: str, index: int) -> None:
+        """Turn a control command into a flush to the track it asks for."""
+        n = len(self.tracks)
+        pending = self._intent_seq is None or self._b_next <= self._intent_seq
+        base = self._intent if pending or self._playing is None else self._playing
+        wrap = self.repeat is Repeat.ALL
+        if kind == "select":
+            target = index
+        elif kind == "next":
+            target = END if base == END else base + 1
+            if target >= n:
+                target = 0 if wrap else END
+        else:
+            target = n - 1 if base == END else base - 1
+            if target < 0:
+                target = n - 1 if wrap else 0
+        self._intent, self._intent_seq = target, None
+        self._dec_track = target
+        self._data = None
+        self._need_boundary = True
+        self._flush = True
+
+    def _following(self, track: int) -> int:
+        """The track after ``track`` has played to its end."""
+        if self.repeat is Repeat.ONE:
+            return track
+        if track + 1 < len(self.tracks):
+            return track + 1
+        return 0 if self.repeat is Repeat.ALL else END
+
+    def _load(self, track: int) -> None:
+        """Load ``track``, or the first playable one after it, as the one to decode."""
+        n = len(self.tracks)
+        while track != END and len(self._broken) < n:
+            if track not in self._broken:
+                try:
+                    self._data = self._decode(track)
+                    break
+                except UserError as exc:
+                    self._broken[track] = SkippedTrack(track, self.tracks[track].name, str(exc))
+            track = track + 1 if track + 1 < n else (END if self.repeat is Repeat.OFF else 0)
+        else:
+            track = END
+        self._pos = 0
+        self._dec_track = track
+        if self._intent_seq is None:
+            self._intent = track
+
+    def _decode(self, track: int) -> np.ndarray:
+        if self._cache is not None and self._cache[0] == track:
+            return self._cache[1]
+        name = self.tracks[track].name
+        data = np.asarray(self.tracks[track].loader(), dtype=np.float32)
+        if data.ndim != 2 or data.shape[0] != 2 or data.shape[1] == 0:
+            raise PlayerError(
+                f"track {name!r} gave audio of shape {data.shape}; its loader must return "
+                "(2, N) samples with N > 0"
+            )
+        self._cache = (track, data)
+        return data
+
+
+def _array_track(index: int, samples: np.ndarray) -> Track:
+    return Track(f"track {index + 1}", lambda: samples)

@@ -1,0 +1,218 @@
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from bgm2pose.sensing.player import Player, PlayerError, Repeat, Track
+from bgm2pose.sensing.ring import Event, Mark
+
+RNG = np.random.default_rng(7)
+
+
+def noise(frames: int) -> np.ndarray:
+    return RNG.standard_normal((2, frames)).astype(np.float32)
+
+
+def play(player: Player, calls: int, frames: int, pump: bool = True) -> np.ndarray:
+    """Run the audio callback ``calls`` times; returns everything it output, (N, 2)."""
+    out = np.empty((calls * frames, 2), np.float32)
+    for i in range(calls):
+        if pump:
+            player.pump()
+        player.callback_fill(out[i * frames:(i + 1) * frames])
+    return out
+
+
+def track_changes(player: Player) -> list[int]:
+    events = player.reference.events.marks_between(-1, player.reference.end + 1)
+    return [e.index for e in events if e.kind is Mark.TRACK_CHANGE]
+
+
+def test_threaded_playback_is_gapless_and_the_reference_is_what_was_played():
+    tracks = [noise(10_007), noise(3_001), noise(25_013)]
+    total = sum(t.shape[1] for t in tracks)
+    player = Player(tracks, block_frames=1_000, fifo_frames=4_096, ring_capacity=60_000)
+    frames, outs = 512, []
+    with player:
+        while len(outs) * frames < total + 2 * frames:
+            # Play in "real time": give the decoder until the FIFO holds a callback's worth.
+            deadline = time.monotonic() + 5
+            while (len(outs) + 1) * frames <= total and time.monotonic() < deadline \
+                    and player.status().buffered_s * 48_000 < frames:
+                time.sleep(0.001)
+            out = np.empty((frames, 2), np.float32)
+            player.callback_fill(out)
+            outs.append(out)
+    played = np.concatenate(outs)
+    np.testing.assert_array_equal(played[:total], np.concatenate(tracks, axis=1).T)
+    np.testing.assert_array_equal(played[total:], 0)
+    np.testing.assert_array_equal(player.reference.read(0, len(played)), played.T)
+    assert track_changes(player) == [0, 10_007, 13_008, total]  # the last: end of playlist
+    status = player.status()
+    assert status.underflows == 0 and status.finished and status.track is None
+    assert status.error is None
+
+
+def test_broken_tracks_are_skipped_with_their_reason(tmp_path):
+    good = [noise(3_000), noise(2_000)]
+    mono_wav = tmp_path / "tone.wav"
+    tone = np.sin(np.arange(4_410) * 0.05).astype(np.float32)
+    sf.write(mono_wav, tone, 44_100)  # decoded, made stereo and resampled by read_music
+    tracks = [Track("first", lambda: good[0]),
+              Track.from_file(tmp_path / "missing.flac"),
+              Track("wrong shape", lambda: np.zeros((3, 100), np.float32)),
+              Track("second", lambda: good[1]),
+              Track.from_file(mono_wav)]
+    player = Player(tracks, block_frames=500, fifo_frames=2_000)
+    played = play(player, 40, 256)
+    status = player.status()
+    assert [(s.index, s.name) for s in status.skipped] == [(1, "missing.flac"),
+                                                          (2, "wrong shape")]
+    assert "does not exist" in status.skipped[0].reason
+    assert "(3, 100)" in status.skipped[1].reason
+    np.testing.assert_array_equal(played[:5_000], np.concatenate(good, axis=1).T)
+    assert track_changes(player)[:3] == [0, 3_000, 5_000]
+    resampled = track_changes(player)[3] - 5_000
+    assert resampled == 4_800  # 0.1 s at 44.1 kHz is 4 800 samples at 48 kHz
+    np.testing.assert_array_equal(played[5_000:9_800, 0], played[5_000:9_800, 1])
+    assert status.underflows == 0 and status.finished
+
+
+def test_pause_plays_silence_and_keeps_indices_moving():
+    track = noise(20_000)
+    player = Player([track], block_frames=1_000, fifo_frames=4_000)
+    first = play(player, 5, 300)
+    player.pause()
+    paused = play(player, 4, 300)
+    assert player.reference.end == 9 * 300
+    assert player.status().paused and player.status().position_s == 1_500 / 48_000
+    player.resume()
+    resumed = play(player, 5, 300)
+    np.testing.assert_array_equal(paused, 0)
+    np.testing.assert_array_equal(np.concatenate([first, resumed]), track[:, :3_000].T)
+    np.testing.assert_array_equal(player.reference.read(1_500, 1_200), 0)
+    assert player.reference.events.marks_between(1_400, 3_000) == [
+        Event(1_500, Mark.PAUSE, 1_200)]  # one event for the whole pause
+    assert player.status().underflows == 0
+
+
+def test_an_empty_fifo_underflows_and_playback_resumes_without_losing_samples():
+    track = noise(10_000)
+    player = Player([track], block_frames=1_000, fifo_frames=3_000)
+    player.pump()  # decode-ahead stops one block short of full: 2 000 frames queued
+    starved = play(player, 3, 800, pump=False)
+    assert player.status().underflows == 1
+    np.testing.assert_array_equal(starved[:2_000], track[:, :2_000].T)
+    np.testing.assert_array_equal(starved[2_000:], 0)
+    assert [e for e in player.reference.events.marks_between(0, 2_400)
+            if e.kind is Mark.UNDERFLOW] == [Event(2_000, Mark.UNDERFLOW, 400)]
+    later = play(player, 4, 800)
+    np.testing.assert_array_equal(later, track[:, 2_000:5_200].T)
+
+
+def test_next_previous_select_and_repeat():
+    tracks = [noise(6_000), noise(5_000), noise(4_000)]
+    player = Player(tracks, block_frames=500, fifo_frames=2_000)
+    a = play(player, 2, 700)  # 1 400 frames of track 0
+    player.next()
+    b = play(player, 2, 700)  # switches at the next callback, without a gap
+    np.testing.assert_array_equal(a, tracks[0][:, :1_400].T)
+    np.testing.assert_array_equal(b, tracks[1][:, :1_400].T)
+    assert track_changes(player) == [0, 1_400]
+    assert player.status().track == 1 and player.status().position_s == 1_400 / 48_000
+
+    player.previous()
+    np.testing.assert_array_equal(play(player, 1, 700), tracks[0][:, :700].T)
+    player.select(2)
+    np.testing.assert_array_equal(play(player, 1, 700), tracks[2][:, :700].T)
+    assert player.status().track_name == "track 3"
+    with pytest.raises(PlayerError, match="choose 0 to 2"):
+        player.select(3)
+
+    player.set_repeat(Repeat.ONE)  # track 2 again after its end
+    again = play(player, 10, 700)
+    np.testing.assert_array_equal(again[:3_300], tracks[2][:, 700:].T)
+    np.testing.assert_array_equal(again[3_300:7_000], tracks[2][:, :3_700].T)
+
+    player.set_repeat(Repeat.ALL)
+    player.next()  # from the last track: wraps to the first
+    np.testing.assert_array_equal(play(player, 1, 700), tracks[0][:, :700].T)
+    player.previous()  # from the first: wraps to the last
+    np.testing.assert_array_equal(play(player, 1, 700), tracks[2][:, :700].T)
+
+    player.set_repeat(Repeat.OFF)
+    player.next()  # from the last track with repeat off: the playlist ends
+    np.testing.assert_array_equal(play(player, 2, 700), 0)
+    assert player.status().finished and player.status().underflows == 0
+    player.previous()  # and can be started again from the end
+    np.testing.assert_array_equal(play(player, 1, 700), tracks[2][:, :700].T)
+
+
+def test_skip_with_the_decoder_thread_switches_without_a_gap():
+    tracks = [noise(48_000), noise(48_000)]
+    player = Player(tracks, block_frames=1_000, fifo_frames=8_000)
+    frames, outs = 256, []
+    with player:
+        for i in range(400):
+            if i == 10:
+                player.next()
+            deadline = time.monotonic() + 5
+            while player.status().buffered_s * 48_000 < frames and time.monotonic() < deadline:
+                time.sleep(0.001)
+            out = np.empty((frames, 2), np.float32)
+            player.callback_fill(out)
+            outs.append(out)
+            if player.status().track == 1 and len(outs) > 20:
+                break
+    played = np.concatenate(outs)
+    switch = track_changes(player)[1]  # wherever the decoder's reaction put it
+    assert switch >= 10 * frames and switch % frames == 0  # flushes act at a callback start
+    np.testing.assert_array_equal(played[:switch], tracks[0][:, :switch].T)
+    np.testing.assert_array_equal(played[switch:], tracks[1][:, :len(played) - switch].T)
+    assert player.status().underflows == 0
+
+
+def test_two_quick_skips_move_two_tracks():
+    tracks = [noise(3_000) for _ in range(4)]
+    player = Player(tracks, block_frames=500, fifo_frames=2_000)
+    play(player, 1, 500)
+    player.next()
+    player.next()
+    np.testing.assert_array_equal(play(player, 1, 500), tracks[2][:, :500].T)
+
+
+def test_callback_fill_allocates_nothing_per_call():
+    tracks = [noise(150_000), noise(150_000)]  # the FIFO crosses a track change meanwhile
+    player = Player(tracks, block_frames=4_800, fifo_frames=300_000, ring_capacity=96_000)
+    player.pump()
+    out = np.empty((256, 2), np.float32)  # 2 KiB: a temporary copy of it shows in the peak
+    for _ in range(20):
+        player.callback_fill(out)
+    player.pause()
+    player.callback_fill(out)
+    player.resume()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for i in range(1_000):
+            if i == 500:
+                player.pause()
+            if i == 520:
+                player.resume()
+            player.callback_fill(out)
+        after, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert player.status().track == 1 and player.status().underflows == 0
+    assert after - before < 1024
+    assert peak - before < 2048
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(PlayerError, match="empty"):
+        Player([])
+    with pytest.raises(PlayerError, match="two decoder blocks"):
+        Player([noise(10)], block_frames=1_000, fifo_frames=1_500)
