@@ -1,0 +1,130 @@
+"""The three baselines of REFERENCE.md ("Baselines") with BGM2Pose's input and output layers,
+and ``build_model`` for every method.
+
+All take the standardised (x, m) of ``bgm2pose.models.networks`` and return poses
+(B, 12, 63); ``forward_train`` returns (poses, None) because none of them has CPE. Widths
+come from ``NetConfig.baseline_width`` (w): 256 in the "paper" preset, 64 in "cpu".
+
+- Jiang: each frame's (13 channels x 128 mel) spectrum through a Conv1d encoder over mel,
+  a 3-layer LSTM(w) over the 12 frames, a linear layer to 63 per frame.
+- Ginosar: a 2D CNN over the 13-channel spectrogram with mel pooling, flattened per frame,
+  then BGM2Pose's temporal U-Net to (12, 63).
+- Shibata: 7 channels, the 4 mic log-mel and the 3 intensity channels, no music. X holds
+  standardised mic minus standardised music-left, and M[:, 0] is the standardised
+  music-left, so ``X[:, :4] + M[:, :1]`` is exactly the standardised mic log-mel. A 2D CNN
+  with mel pooling, then a plain 1D conv decoder (no skips). With ``n_subjects > 0`` it has
+  a subject discriminator on the time-pooled encoder features, for adversarial training
+  (``losses.subject_confusion_loss``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bgm2pose.models.networks import (
+    N_M,
+    N_X,
+    POSE_DIM,
+    BGM2Pose,
+    NetConfig,
+    NetworkError,
+    PoseHead,
+    TemporalUNet,
+    Trunk1d,
+    check_inputs,
+    conv1d_block,
+    conv_stack2d,
+    flatten_mel,
+)
+from bgm2pose.sensing.features import FRAMES_PER_WINDOW, N_MELS
+
+METHODS = ("bgm2pose", "jiang", "ginosar", "shibata")
+N_SHIBATA = 7
+
+
+def _encoder_widths(w: int) -> tuple[int, ...]:
+    """Four stages, each halving the mel axis: 128 -> 8 bins."""
+    return (w // 4, w // 2, w, w)
+
+
+class _Baseline(nn.Module):
+    def forward_train(self, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self(x, m), None
+
+
+class Jiang(_Baseline):
+    def __init__(self, config: NetConfig):
+        super().__init__()
+        w = config.baseline_width
+        layers: list[nn.Module] = []
+        c_in = N_X + N_M
+        for c in _encoder_widths(w):
+            layers += [nn.Conv1d(c_in, c, 3, padding=1), nn.LeakyReLU(0.2), nn.BatchNorm1d(c), nn.MaxPool1d(2)]
+            c_in = c
+        self.frame_encoder = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * (N_MELS // 16), w))
+        self.lstm = nn.LSTM(w, w, num_layers=3, batch_first=True)
+        self.head = nn.Linear(w, POSE_DIM)
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        check_inputs(x, m)
+        spectra = torch.cat([x, m], dim=1).transpose(1, 2)  # (B, T, C, F)
+        frames = self.frame_encoder(spectra.reshape(-1, N_X + N_M, N_MELS))
+        sequence, _ = self.lstm(frames.reshape(-1, FRAMES_PER_WINDOW, frames.shape[-1]))
+        return self.head(sequence)
+
+
+class Ginosar(_Baseline):
+    def __init__(self, config: NetConfig):
+        super().__init__()
+        w = config.baseline_width
+        widths = _encoder_widths(w)
+        self.encoder = conv_stack2d(N_X + N_M, widths, pool=True)
+        self.trunk = Trunk1d(widths[-1] * (N_MELS // 2 ** len(widths)), w)
+        self.decoder = TemporalUNet(w)
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        check_inputs(x, m)
+        return self.decoder(self.trunk(flatten_mel(self.encoder(torch.cat([x, m], dim=1)))))
+
+
+class Shibata(_Baseline):
+    def __init__(self, config: NetConfig):
+        super().__init__()
+        w = config.baseline_width
+        widths = _encoder_widths(w)
+        self.encoder = conv_stack2d(N_SHIBATA, widths, pool=True)
+        self.trunk = Trunk1d(widths[-1] * (N_MELS // 2 ** len(widths)), w)
+        self.decoder = nn.Sequential(*(conv1d_block(w, w) for _ in range(4)), PoseHead(w))
+        self.subject_head = (
+            nn.Sequential(nn.Linear(w, w), nn.LeakyReLU(0.2), nn.Linear(w, config.n_subjects))
+            if config.n_subjects
+            else None
+        )
+
+    @staticmethod
+    def inputs(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """(B, 7, 12, 128): standardised mic log-mel W, X, Y, Z and intensity Ix, Iy, Iz."""
+        return torch.cat([x[:, :4] + m[:, :1], x[:, 8:]], dim=1)
+
+    def features(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Encoder features (B, w, 12), what the discriminator sees."""
+        check_inputs(x, m)
+        return self.trunk(flatten_mel(self.encoder(self.inputs(x, m))))
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.features(x, m))
+
+    def discriminator(self, features: torch.Tensor) -> torch.Tensor:
+        """Subject logits (B, n_subjects) from encoder features (B, w, 12)."""
+        if self.subject_head is None:
+            raise NetworkError("this Shibata model has no discriminator; build it with n_subjects > 0.")
+        return self.subject_head(features.mean(dim=2))
+
+
+def build_model(method: str, config: NetConfig) -> nn.Module:
+    """A fresh network for ``method`` (one of METHODS) sized by ``config``."""
+    builders = {"bgm2pose": BGM2Pose, "jiang": Jiang, "ginosar": Ginosar, "shibata": Shibata}
+    if method not in builders:
+        raise NetworkError(f"unknown method {method!r}; choose one of {METHODS}.")
+    return builders[method](config)
