@@ -1,0 +1,182 @@
+"""One PortAudio device that plays and records in a single duplex stream (``backends``).
+
+The callback is the whole real-time path: ``player.callback_fill(outdata)`` writes the block
+played (and the reference ring), the first four input channels are converted from the
+device's B-format convention to the internal one into a preallocated block (a channel
+permutation and a per-channel gain, no allocation) and written to ``recorded``. Both rings
+advance by the same number of frames in every callback, so their indices stay paired at a
+fixed device latency.
+
+Status flags: an input over- or underflow marks the block's recorded samples XRUN, an output
+underflow marks the block's reference samples XRUN (windows touching them come out flagged),
+and each flag is counted. PortAudio does not say how many samples a flag stands for, so the
+indices go on as if none were lost; the mark is what tells the aligner to distrust them. A flag
+can arrive a few blocks after the glitch, and on JACK (jackd2, seen with the dummy driver on
+a loaded machine) the loopback latency may have moved by whole periods after an xrun: the
+latency has to be checked again after one.
+
+A device that stops on its own (unplugged, JACK server gone) ends the stream: ``running``
+turns False, ``stats().error`` says why, and ``recorded`` keeps everything captured so far.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bgm2pose.sensing.backends import (MIC_CHANNELS, SPEAKER_CHANNELS, AudioBackend,
+                                       BackendError, BackendStats)
+from bgm2pose.sensing.bformat import CONVENTIONS, to_internal
+from bgm2pose.sensing.player import Player
+from bgm2pose.sensing.ring import Mark, SampleRing
+
+
+def _conversion(convention: str) -> tuple[np.ndarray, np.ndarray]:
+    """(order, gain) with internal[:, i] = gain[i] * external[:, order[i]]."""
+    # to_internal of the identity is the conversion matrix: row j is external channel j.
+    matrix = to_internal(np.eye(MIC_CHANNELS), convention, axis=1)
+    order = np.argmax(np.abs(matrix), axis=0)
+    gain = matrix[order, np.arange(MIC_CHANNELS)].astype(np.float32)
+    return order.astype(np.intp), gain
+
+
+class DuplexBackend(AudioBackend):
+    def __init__(self, player: Player, device: int | str, channels: tuple[int, int] = (4, 2),
+                 blocksize: int = 512, mic_convention: str = "internal",
+                 ring_seconds: float = 20.0):
+        inputs, outputs = channels
+        if inputs < MIC_CHANNELS or outputs != SPEAKER_CHANNELS:
+            raise BackendError(
+                f"channels {channels} do not fit a B-format mic and two speakers; use "
+                f"({MIC_CHANNELS} or more inputs, {SPEAKER_CHANNELS} outputs)")
+        if blocksize < 1:
+            raise BackendError(f"block size {blocksize} must be a positive number of frames; "
+                               "use the device's period, e.g. 512")
+        if mic_convention not in CONVENTIONS:
+            raise BackendError(f"mic convention {mic_convention!r} is unknown; use one of "
+                               f"{', '.join(CONVENTIONS)}")
+        self.player = player
+        self.device = device
+        self.name = str(device)
+        self.channels = (inputs, outputs)
+        self.blocksize = blocksize
+        self.mic_convention = mic_convention
+        self.sample_rate = player.sample_rate
+        self.recorded = SampleRing(MIC_CHANNELS, int(ring_seconds * self.sample_rate))
+        order, gain = _conversion(mic_convention)
+        self._order = order
+        self._permute = mic_convention != "internal"
+        # Gains per sample and channel: numpy allocates a temporary for an in-place product
+        # with a broadcast operand, not with a full-size one. None when all are 1.
+        self._gains = (None if np.all(gain == 1) else
+                       np.ascontiguousarray(np.broadcast_to(gain, (blocksize, MIC_CHANNELS))))
+        self._block = np.zeros((blocksize, MIC_CHANNELS), np.float32)
+        self._stream = None
+        self._stopping = False
+        self._error: str | None = None
+        self._callbacks = 0
+        self._in_over = self._in_under = self._out_under = self._out_over = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        import sounddevice as sd
+
+        if self._stream is not None:
+            raise BackendError("the backend is already started; call start() once")
+        self._check_device(sd)
+        try:
+            stream = sd.Stream(device=self.device, channels=self.channels,
+                               samplerate=self.sample_rate, blocksize=self.blocksize,
+                               dtype="float32", callback=self._callback,
+                               finished_callback=self._finished)
+        except sd.PortAudioError as exc:
+            raise BackendError(
+                f"audio device {self.name!r} cannot be opened ({exc}); close other programs "
+                "using it or pick another device with `bgm2pose devices`") from exc
+        self._stopping = False
+        self._stream = stream
+        stream.start()
+
+    def stop(self) -> None:
+        import sounddevice as sd
+
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        self._stopping = True
+        try:
+            stream.stop()
+        except sd.PortAudioError:  # the device is already gone; closing is all that is left
+            pass
+        finally:
+            stream.close(ignore_errors=True)
+
+    @property
+    def running(self) -> bool:
+        return self._stream is not None and self._stream.active
+
+    def stats(self) -> BackendStats:
+        return BackendStats(callbacks=self._callbacks, input_overflows=self._in_over,
+                            input_underflows=self._in_under, output_underflows=self._out_under,
+                            output_overflows=self._out_over,
+                            player_underflows=self.player.status().underflows, late_blocks=0,
+                            error=self._error)
+
+    def _check_device(self, sd) -> None:
+        try:
+            info = sd.query_devices(self.device)
+        except (ValueError, sd.PortAudioError) as exc:
+            raise BackendError(
+                f"audio device {self.name!r} was not found ({exc}); run `bgm2pose devices` "
+                "to list the devices (a JACK client started after this program is listed "
+                "after a restart or refresh_devices())") from exc
+        self.name = info["name"]
+        inputs, outputs = self.channels
+        if info["max_input_channels"] < inputs or info["max_output_channels"] < outputs:
+            raise BackendError(
+                f"audio device {self.name!r} has {info['max_input_channels']} input and "
+                f"{info['max_output_channels']} output channels but needs {inputs} and "
+                f"{outputs}; connect the 4-channel B-format microphone and two speakers to "
+                "one device or pick another one")
+        try:
+            sd.check_input_settings(self.device, channels=inputs, dtype="float32",
+                                    samplerate=self.sample_rate)
+            sd.check_output_settings(self.device, channels=outputs, dtype="float32",
+                                     samplerate=self.sample_rate)
+        except sd.PortAudioError as exc:
+            raise BackendError(
+                f"audio device {self.name!r} does not support {self.sample_rate} Hz float "
+                f"audio with {inputs} inputs and {outputs} outputs ({exc}); set the device "
+                f"(or JACK server) to {self.sample_rate} Hz") from exc
+
+    # -- real time ------------------------------------------------------------------------
+
+    def _callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time,
+                  status) -> None:
+        self.player.callback_fill(outdata)
+        recorded = self.recorded
+        if status:
+            if status.input_overflow or status.input_underflow:
+                self._in_over += status.input_overflow
+                self._in_under += status.input_underflow
+                recorded.events.mark(recorded.end, Mark.XRUN, frames)
+            if status.output_underflow:
+                self._out_under += 1
+                reference = self.player.reference
+                reference.events.mark(reference.end - frames, Mark.XRUN, frames)
+            self._out_over += status.output_overflow
+        mic = indata[:, :MIC_CHANNELS]
+        if self._permute:
+            block = self._block[:frames]
+            np.take(mic, self._order, axis=1, out=block, mode="clip")
+            if self._gains is not None:
+                np.multiply(block, self._gains[:frames], out=block)
+            mic = block
+        recorded.write(mic)
+        self._callbacks += 1
+
+    def _finished(self) -> None:
+        if not self._stopping:
+            self._error = (f"audio device {self.name!r} stopped delivering audio after "
+                           f"{self.recorded.end} samples (disconnected, or its server "
+                           "stopped); what was recorded is kept, reconnect it and start again")
