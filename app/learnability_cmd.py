@@ -16,7 +16,7 @@ from bgm2pose.sensing.session import find_sessions, read_session
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", type=Path, help="folder of session folders (bgm2pose simulate)")
-    p.add_argument("--alpha", type=float, default=0.1,
+    p.add_argument("--alpha", type=float, default=10.0,
                    help="ridge strength, relative to the mean feature variance (default: %(default)s)")
     p.add_argument("--out", type=Path, help="markdown report (default: <dataset>/learnability.md)")
 
@@ -32,8 +32,10 @@ def run(args: argparse.Namespace) -> int:
                         "least two subjects; simulate more subjects")
     base = np.concatenate([w.base for w in parts])
     poses = np.concatenate([w.poses for w in parts])
-    results = leave_one_subject_out(base, poses, subjects, alpha=args.alpha)
-    text = report_markdown(results, f"Learnability of pose from features: {args.dataset}")
+    excerpts = np.concatenate([[f"{w.track}@{s}" for s in w.start_sample] for w in parts])
+    results = leave_one_subject_out(base, poses, subjects, excerpts, alpha=args.alpha)
+    text = report_markdown(results, f"Learnability of pose from features: {args.dataset}",
+                           args.alpha)
     out = args.out or args.dataset / "learnability.md"
     out.write_text(text)
     print(text)
