@@ -36,6 +36,19 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "Compute the 9 base feature channels (4 mic log-mel, 2 music log-mel, 3 intensity) "
         "for every 50 ms frame of a session and save them with the window poses as .npz.",
     ),
+    "devices": (
+        "bgm2pose.app.devices_cmd",
+        "list audio devices and whether they can serve as the rig (4 in, 2 out)",
+        "List every audio device PortAudio sees (JACK clients included) with its channel "
+        "counts and default rate, and mark those with a 4-channel input and 2 outputs.",
+    ),
+    "virtual-room": (
+        "bgm2pose.sensing.virtual_room",
+        "run the virtual rig as a JACK client (2 speaker inputs, 4 mic outputs)",
+        "Run the virtual rig (simulated room with a moving person) as a JACK client named "
+        "'room': 2 speaker inputs, 4 B-format mic outputs, so the real PortAudio/JACK path "
+        "can be exercised without hardware.",
+    ),
     "learnability": (
         "bgm2pose.app.learnability_cmd",
         "check that pose is recoverable from a data set's features (linear probe)",

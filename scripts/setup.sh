@@ -36,7 +36,13 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   "$PY" -m venv .venv
 fi
+pip_install() {
+  # This machine kind's pip config lists local wheel folders that do not exist for every
+  # package; pip warns about each one. Drop that noise, keep real errors and the exit code.
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "is neither a file nor a directory" || true; }
+}
 # torch first and exactly pinned: the CPU wheel lies on this machine kind's disk.
-.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[train,test]'
+pip_install torch==2.13.0
+pip_install -e '.[train,test]'
 echo "setup: done (.venv/bin/bgm2pose is ready)"

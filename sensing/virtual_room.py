@@ -259,11 +259,11 @@ class VirtualRoom:
         self._stop.set()
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="bgm2pose virtual-room",
-        description="Run the virtual rig (simulated room with a moving person) as a JACK "
-                    "client: 2 speaker inputs, 4 B-format mic outputs.")
+DESCRIPTION = ("Run the virtual rig (simulated room with a moving person) as a JACK client: "
+               "2 speaker inputs, 4 B-format mic outputs.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=None,
                         help="JACK server name (default: $JACK_DEFAULT_SERVER or 'default')")
     parser.add_argument("--name", default=DEFAULT_NAME, help="JACK client name")
@@ -280,7 +280,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="write what the room heard and the poses to this .npz on exit")
     parser.add_argument("--tape-seconds", type=float, default=60.0,
                         help="seconds of input kept for --tape")
-    return parser.parse_args(argv)
 
 
 def _scene(args: argparse.Namespace) -> VirtualScene:
@@ -295,7 +294,12 @@ def _scene(args: argparse.Namespace) -> VirtualScene:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    parser = argparse.ArgumentParser(prog="bgm2pose virtual-room", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
