@@ -26,9 +26,10 @@ The recording is the sum over both speakers of
   reflection filter (linear phase), delayed by the per-sample path delay (cubic Lagrange
   interpolation from a history buffer, so Doppler comes out right) and weighted by the
   path's gain times its B-format encoding; delay and gains are computed per pose frame and
-  interpolated linearly per sample;
+  interpolated linearly per sample (the compiled kernel of ``moving_paths``);
 - sensor noise (white, independent per channel) and background noise (pink, independent per
-  channel, X/Y/Z at 1/sqrt(3) of W's RMS as in a diffuse field), seeded.
+  channel, X/Y/Z at 1/sqrt(3) of W's RMS as in a diffuse field), seeded; both Gaussian, so
+  their sum is drawn as one Gaussian process of the summed spectrum.
 
 Output scale: amplitudes are multiplied by 4 pi, so a free-field path of 1 m has gain 1 and a
 speaker at 3 m arrives at 1/3. Noise levels are RMS in dB re 1.0 (the background level is
@@ -50,6 +51,7 @@ from bgm2pose.models.skeleton import N_JOINTS
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.sim import body as body_model
 from bgm2pose.sensing.sim import scattering
+from bgm2pose.sensing.sim.moving_paths import mix_moving_paths
 from bgm2pose.sensing.sim.rig import SPEED_OF_SOUND, Rig
 from bgm2pose.sensing.sim.room import RoomResponse, room_response
 
@@ -59,7 +61,9 @@ SHADOW_TAPS = 256        # FFT grid of the shadow response; its impulse response
 REFLECTION_TAPS = 257    # linear-phase reflection filters (odd: integer group delay)
 DIRECT_HALF_TAPS = 32    # half length of the direct path's windowed-sinc fractional delay
 BLOCK = 4800             # block size of render_session
-LARGEST_PARTITION = 4096   # reverb partitions grow 4x from the first up to this
+# Reverb partitions grow 4x from the first up to this. Each partition of the tail reads all
+# of its stage's filter spectra (~3 MB): long tail partitions keep that traffic low.
+LARGEST_PARTITION = 16384
 
 
 class RenderError(UserError):
@@ -207,33 +211,52 @@ def _pink_rms() -> float:
     return float(np.sqrt(np.sum(lfilter(_PINK_B, _PINK_A, impulse) ** 2)))
 
 
+def _noise_numerator(sensor: float, background: float) -> np.ndarray:
+    """Numerator C over ``_PINK_A`` that turns unit white noise into white noise of RMS
+    ``sensor`` plus ``background`` times pink noise: the minimum-phase factor of their
+    summed spectrum, |C/A|^2 = sensor^2 + background^2 |B/A|^2. The two are independent
+    Gaussian processes, so their sum is the Gaussian process of that spectrum: one white
+    draw per sample and channel instead of two."""
+    spectrum = (sensor ** 2 * np.correlate(_PINK_A, _PINK_A, "full")
+                + background ** 2 * np.correlate(_PINK_B, _PINK_B, "full"))
+    roots = np.roots(spectrum)  # pairs r, 1/r: the ones inside make C minimum phase
+    c = np.poly(roots[np.abs(roots) < 1]).real
+    return c * np.sqrt(spectrum[len(_PINK_A) - 1] / np.sum(c ** 2))
+
+
 class _Noise:
-    """Seeded sensor and background noise; draws are sample-major, so any block split
-    consumes the random streams in the same order."""
+    """Seeded sensor plus background noise, independent per channel; draws are
+    sample-major, so any block split consumes the random stream in the same order."""
 
     def __init__(self, seed: int, sensor_db: float | None, background_db: float | None):
-        sensor_seq, background_seq = np.random.SeedSequence(seed).spawn(2)
-        self.sensor_rng = np.random.default_rng(sensor_seq)
-        self.background_rng = np.random.default_rng(background_seq)
-        self.sensor = None if sensor_db is None else 10 ** (sensor_db / 20)
-        self.background = None
+        self.rng = np.random.default_rng(seed)
+        self.sensor = 0.0 if sensor_db is None else 10 ** (sensor_db / 20)
+        self.numerators = None  # per channel group (W; X Y Z): see _noise_numerator
         if background_db is not None:
-            rms = 10 ** (background_db / 20) / _pink_rms()
-            self.background = rms * np.array([1, 3 ** -0.5, 3 ** -0.5, 3 ** -0.5])[:, None]
+            pink = 10 ** (background_db / 20) / _pink_rms()
+            self.numerators = [(slice(0, 1), _noise_numerator(self.sensor, pink)),
+                               (slice(1, 4), _noise_numerator(self.sensor, pink / 3 ** 0.5))]
             self.state = np.zeros((4, len(_PINK_A) - 1))
 
     def process(self, n: int) -> np.ndarray:
-        out = np.zeros((4, n))
-        if self.sensor is not None:
-            out += self.sensor * self.sensor_rng.standard_normal((n, 4), np.float32).T
-        if self.background is not None:
-            white = self.background_rng.standard_normal((n, 4), np.float32).T
-            pink, self.state = lfilter(_PINK_B, _PINK_A, white, axis=-1, zi=self.state)
-            out += self.background * pink
+        if self.numerators is None and not self.sensor:
+            return np.zeros((4, n), np.float32)
+        white = self.rng.standard_normal((n, 4), np.float32).T
+        if self.numerators is None:
+            return self.sensor * white
+        out = np.empty((4, n))
+        for rows, c in self.numerators:
+            out[rows], self.state[rows] = lfilter(c, _PINK_A, white[rows], axis=-1,
+                                                  zi=self.state[rows])
         return out
 
 
 # ---------------------------------------------------------------------- the renderer
+
+def _twice(body: "body_model.Body") -> "body_model.Body":
+    """The body's frames twice over, once per speaker."""
+    return replace(body, a=np.concatenate([body.a, body.a]), b=np.concatenate([body.b, body.b]))
+
 
 @dataclass
 class _Frames:
@@ -284,7 +307,10 @@ class SceneRenderer:
             taps[s, k] = np.sinc(k - delays[s]) * np.kaiser(2 * half, 8.0)
         self.direct = _Fir(taps)
         self.direct_gains = (self.room.direct_gain[:, None]
-                             * rig.encode(self.room.direct_direction)).T  # (4, 2)
+                             * rig.encode(self.room.direct_direction)).T.astype(np.float32)
+        # Shadow cross-fade weight at sample t of a frame centred on c: hann[t - c + hop].
+        self.hann = (0.5 + 0.5 * np.cos(np.pi * np.arange(-SHADOW_HOP, SHADOW_HOP)
+                                        / SHADOW_HOP)).astype(np.float32)
         self.direct_history = np.zeros((2, SHADOW_TAPS - 1), np.float32)
         self.noise = _Noise(seed, sensor_noise_db, background_noise_db)
 
@@ -322,10 +348,11 @@ class SceneRenderer:
         if self.poses is not None:
             y += self._reflections(music, t0)
         clock = self._tick("reflections", clock)
-        out = 4 * np.pi * y + self.noise.process(n)
+        y *= np.float32(4 * np.pi)
+        y += self.noise.process(n)
         self._tick("noise", clock)
         self.position += n
-        return out.astype(np.float32)
+        return y
 
     # ------------------------------------------------------------------ poses
 
@@ -355,28 +382,27 @@ class SceneRenderer:
         body = self.dress(joints)
         if self.reflections is None:
             self._build_reflections(body)
-        f = len(joints)
-        k = len(body.radius)
-        delay = np.empty((f, 2, k))
-        gains = np.empty((f, 4, 2, k))
+        f, k = len(joints), len(body.radius)
+        # Both speakers in one call each (frames speaker-major): the models work per frame.
+        paths = scattering.reflection_paths(_twice(body), np.repeat(rig.speakers, f, axis=0),
+                                            rig.mic_position)
+        delay = np.clip(paths.delay * rig.sample_rate, self.filter_delay + 2,
+                        self.longest_delay).reshape(2, f, k)
+        gains = (paths.gain[..., None] * rig.encode(paths.direction)).reshape(2, f, k, 4)
         shadow = np.zeros((f, 2, SHADOW_TAPS), np.float32)
         shadowed = np.zeros((f, 2), bool)
-        freqs = np.fft.rfftfreq(SHADOW_TAPS, 1 / rig.sample_rate)
         on_hop = np.flatnonzero((start + np.arange(f)) % (SHADOW_HOP // self.frame_samples) == 0)
-        sub = replace(body, a=body.a[on_hop], b=body.b[on_hop])
-        for s, source in enumerate(rig.speakers):
-            paths = scattering.reflection_paths(body, source, rig.mic_position)
-            delay[:, s] = np.clip(paths.delay * rig.sample_rate, self.filter_delay + 2,
-                                  self.longest_delay)
-            gains[:, :, s] = np.moveaxis(paths.gain[..., None]
-                                         * rig.encode(paths.direction), -1, 1)
-            if on_hop.size:
-                response = scattering.shadow_response(sub, source, rig.mic_position, freqs)
-                differs = np.max(np.abs(response - 1), axis=-1) > 1e-6
-                shadowed[on_hop, s] = differs
-                shadow[on_hop, s] = np.fft.irfft(response, SHADOW_TAPS, axis=-1)
-        return _Frames(start, delay.reshape(f, 2 * k),
-                       gains.reshape(f, 4, 2 * k).astype(np.float32), shadow, shadowed)
+        if on_hop.size:
+            sub = replace(body, a=body.a[on_hop], b=body.b[on_hop])
+            freqs = np.fft.rfftfreq(SHADOW_TAPS, 1 / rig.sample_rate)
+            response = scattering.shadow_response(
+                _twice(sub), np.repeat(rig.speakers, on_hop.size, axis=0), rig.mic_position,
+                freqs).reshape(2, on_hop.size, -1)
+            shadowed[on_hop] = (np.max(np.abs(response - 1), axis=-1) > 1e-6).T
+            shadow[on_hop] = np.fft.irfft(response, SHADOW_TAPS, axis=-1).swapaxes(0, 1)
+        return _Frames(start, delay.transpose(1, 0, 2).reshape(f, 2 * k),
+                       gains.transpose(1, 3, 0, 2).reshape(f, 4, 2 * k).astype(np.float32),
+                       shadow, shadowed)
 
     # ------------------------------------------------------------------ direct path
 
@@ -386,37 +412,46 @@ class SceneRenderer:
         taps = SHADOW_TAPS
         ext = np.concatenate([self.direct_history, d], axis=-1)
         self.direct_history = ext[:, n:]
-        z = d.astype(np.float64)
         jobs = self._shadow_jobs(t0, n)
         if jobs:
-            # Each shadowed frame's filter runs over its part of the block (plus the taps'
-            # history), all parts in one batch; the Hann weights of all frames sum to 1,
-            # so only the difference to the unfiltered path is added.
-            size = sfft.next_fast_len(max(hi - lo for _, _, lo, hi in jobs) + taps - 1)
-            segments = np.zeros((len(jobs), size), np.float32)
-            for i, (_, s, lo, hi) in enumerate(jobs):
+            # Each shadowed frame's filter runs over its parts of the block (plus the taps'
+            # history), all parts in one batch; the two frames that cross-fade over a part
+            # share its spectrum. The Hann weights of all frames sum to 1, so only the
+            # difference to the unfiltered path is added.
+            size = sfft.next_fast_len(max(hi - lo for _, _, lo, hi in jobs) + taps - 1, True)
+            parts = {p: i for i, p in enumerate(dict.fromkeys(job[1:] for job in jobs))}
+            segments = np.zeros((len(parts), size), np.float32)
+            for (s, lo, hi), i in parts.items():
                 segments[i, :hi - lo + taps - 1] = ext[s, lo - t0:hi - t0 + taps - 1]
-            filters = np.stack([self.frames.shadow[row, s] for row, s, _, _ in jobs])
-            filtered = sfft.irfft(sfft.rfft(segments) * sfft.rfft(filters, size), size)
+            filters = {f: i for i, f in enumerate(dict.fromkeys(job[:2] for job in jobs))}
+            rows, speakers = zip(*filters)
+            spectra = sfft.rfft(self.frames.shadow[list(rows), list(speakers)], size)
+            filtered = sfft.irfft(sfft.rfft(segments)[[parts[job[1:]] for job in jobs]]
+                                  * spectra[[filters[job[:2]] for job in jobs]], size)
+            z = d.copy()
             for i, (row, s, lo, hi) in enumerate(jobs):
-                centre = (self.frames.start + row) * self.frame_samples
-                weight = 0.5 + 0.5 * np.cos(np.pi * (np.arange(lo, hi) - centre) / SHADOW_HOP)
+                start = lo - (self.frames.start + row) * self.frame_samples + SHADOW_HOP
                 part = slice(lo - t0, hi - t0)
-                z[s, part] += weight * (filtered[i, taps - 1:taps - 1 + hi - lo] - d[s, part])
-        return self.direct_gains @ z
+                z[s, part] += self.hann[start:start + hi - lo] * (
+                    filtered[i, taps - 1:taps - 1 + hi - lo] - d[s, part])
+            d = z
+        return self.direct_gains @ d
 
     def _shadow_jobs(self, t0: int, n: int) -> list[tuple[int, int, int, int]]:
         """(frame row, speaker, first, end sample) of every shadowed frame's Hann window
-        (centred on the frame, two hops long) within samples [t0, t0 + n)."""
+        (centred on the frame, two hops long) within samples [t0, t0 + n), cut at the hops
+        (shorter FFTs)."""
         if self.frames is None or not self.frames.shadowed.any():
             return []
         hop = SHADOW_HOP
         jobs = []
         for j in range(t0 // hop, -(-(t0 + n) // hop) + 1):
             row = j * hop // self.frame_samples - self.frames.start
-            lo, hi = max(t0, (j - 1) * hop), min(t0 + n, (j + 1) * hop)
-            if hi > lo:
-                jobs += [(row, s, lo, hi) for s in np.flatnonzero(self.frames.shadowed[row])]
+            speakers = np.flatnonzero(self.frames.shadowed[row])
+            for piece in (j - 1, j):
+                lo, hi = max(t0, piece * hop), min(t0 + n, (piece + 1) * hop)
+                if hi > lo:
+                    jobs += [(row, s, lo, hi) for s in speakers]
         return jobs
 
     # ------------------------------------------------------------------ reflections
@@ -433,74 +468,26 @@ class SceneRenderer:
                         for r in radii])
         self.reflections = _Fir(fir[None])  # (1, R, T) against music (2, 1, n)
         # No path in the room is longer than twice its diagonal; longer ones (a body outside
-        # the room) are clamped there. The history also covers one frame of look-back.
+        # the room) are clamped there; the history holds the interpolator's points there.
         self.longest_delay = 2 * np.linalg.norm(self.rig.room_size) / SPEED_OF_SOUND * fs
-        self.history_len = int(self.longest_delay) + self.frame_samples + 2
-        self.reflection_history = np.zeros((2, len(radii), self.history_len), np.float32)
-        # Row of each path (speaker-major) in the (2, R, ...) history buffer.
+        self.history_len = int(self.longest_delay) + 2
+        self.reflection_history = np.zeros((2 * len(radii), self.history_len), np.float32)
+        # Row of each path (speaker-major) in the (2 R, ...) history buffer.
         self.path_rows = (np.arange(2)[:, None] * len(radii) + group[None, :]).reshape(-1)
 
     def _reflections(self, music: np.ndarray, t0: int) -> np.ndarray:
         n = music.shape[-1]
         fs = self.frame_samples
         u = self.reflections.process(music[:, None, :])  # (2, R, n)
-        # Zeros after the block: the last frame row also computes samples past its end.
-        buf = np.concatenate([self.reflection_history, u, np.zeros(u.shape[:2] + (fs + 4,),
-                                                                   np.float32)], axis=-1)
-        self.reflection_history = buf[..., n:n + self.history_len]
-        flat = buf.reshape(-1)
-
-        # Frame rows c cover samples (first + c) * fs + k, k < fs; the read position in
-        # buf is linear in k within a row: base + k * (1 - slope).
+        line = np.concatenate([self.reflection_history, u.reshape(-1, n)], axis=-1)
+        self.reflection_history = line[:, n:]
+        # Frame rows from the one holding sample t0 to the one after the block's last.
         first = t0 // fs
-        count = (t0 + n - 1) // fs - first + 1
         rows = first - self.frames.start
-        d0 = self.frames.delay[rows:rows + count]
-        d1 = self.frames.delay[rows + 1:rows + count + 1]
-        base = (self.history_len + self.filter_delay - t0
-                + (first + np.arange(count))[:, None] * fs) - d0           # (count, P)
-        whole = np.floor(base)
-        k = np.arange(fs, dtype=np.float32)
-        q = (base - whole).astype(np.float32)[..., None] \
-            + k * (1 - (d1 - d0) / fs).astype(np.float32)[..., None]       # (count, P, fs)
-        step = q.astype(np.int32)
-        idx = (whole.astype(np.intp) + self.path_rows * buf.shape[-1])[..., None] + step
-        v = np.empty_like(q)
-        for a in range(0, count, 2):  # two rows at a time stay in cache
-            v[a:a + 2] = _lagrange(flat, idx[a:a + 2], q[a:a + 2] - step[a:a + 2])
-
-        g0 = self.frames.gains[rows:rows + count]
-        g1 = self.frames.gains[rows + 1:rows + count + 1]
-        y = g0 @ v
-        y += ((g1 - g0) @ v) * (k / fs)                          # (count, 4, fs)
-        y = np.moveaxis(y, 1, 0).reshape(4, count * fs)
-        return y[:, t0 - first * fs:t0 - first * fs + n]
-
-
-_SIXTH, _HALF = np.float32(1 / 6), np.float32(0.5)
-
-
-def _lagrange(flat: np.ndarray, idx: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Cubic Lagrange interpolation through flat[idx - 1 .. idx + 2] at idx + d, d in [0, 1)
-    (Horner form, in place on float32 temporaries)."""
-    ym1, y0 = np.take(flat, idx - 1), np.take(flat, idx)
-    y1, y2 = np.take(flat, idx + 1), np.take(flat, idx + 2)
-    c3 = y2 - ym1
-    c3 *= _SIXTH
-    c3 += (y0 - y1) * _HALF
-    c2 = ym1 + y1
-    c2 *= _HALF
-    c2 -= y0
-    c1 = y1 - y0
-    c1 -= c2
-    c1 -= c3
-    c3 *= d
-    c3 += c2
-    c3 *= d
-    c3 += c1
-    c3 *= d
-    c3 += y0
-    return c3
+        count = (t0 + n - 1) // fs - first + 2
+        return mix_moving_paths(line, self.path_rows, self.history_len + self.filter_delay,
+                                self.frames.delay[rows:rows + count],
+                                self.frames.gains[rows:rows + count], t0 - first * fs, fs, n)
 
 
 def render_session(rig: Rig, music: np.ndarray, joints: np.ndarray | None, *,

@@ -49,7 +49,8 @@ _MAX_INSERTION_LOSS_DB = 24.0  # Maekawa's cap
 _FLOOR = 10.0 ** (-_MAX_INSERTION_LOSS_DB / 20.0)
 _MIN_LEG = 0.05  # m, nearest a diffracting segment is taken to be to the speaker or mic
 _LINE_END_TAPER = 0.1  # m, fade-out of segments lying beyond the speaker or the mic
-_PAIRS_PER_CHUNK = 32  # (frame, segment) pairs per block: float32 arrays that stay in cache
+_NEWTON_DONE = 1e-10  # rad, step of the specular-point solver taken as converged
+_PAIRS_PER_CHUNK = 256  # (frame, segment) pairs per batch: few numpy calls, arrays < 1 MB
 
 
 class ScatteringError(UserError, ValueError):
@@ -77,6 +78,14 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
+def _unit_or(v: np.ndarray, length: np.ndarray, fallback) -> np.ndarray:
+    """v / length, or ``fallback()`` (broadcast) where the length is (near) zero; the
+    fallback is only computed when needed."""
+    small = length <= 1e-12
+    unit = v / np.maximum(length, 1e-12)[..., None]
+    return np.where(small[..., None], fallback(), unit) if np.any(small) else unit
+
+
 def _any_perpendicular(u: np.ndarray) -> np.ndarray:
     """A unit vector perpendicular to each unit vector u (..., 3)."""
     helper = np.where(np.abs(u[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
@@ -101,8 +110,9 @@ def _circle_specular(va: np.ndarray, vb: np.ndarray, radius: np.ndarray, iterati
 
     va, vb (..., 3) point from the centre to source and mic. Solves the law of reflection
     (equal incidence angles, Alhazen's problem) by bracketed Newton on the angle phi of the
-    normal from va towards vb; the mismatch of the two incidence angles grows
-    monotonically with phi, so the bracket [0, angle(va, vb)] always holds the root.
+    normal from va towards vb (at most ``iterations`` steps, fewer once all converged); the
+    mismatch of the two incidence angles grows monotonically with phi, so the bracket
+    [0, angle(va, vb)] always holds the root.
     Returns the unit normal n, the distances from the point to va and vb, and the cosine of
     the incidence angle (<= 0: the point is hidden from source or mic, no reflection)."""
     len_a, len_b = _norm(va), _norm(vb)
@@ -110,34 +120,39 @@ def _circle_specular(va: np.ndarray, vb: np.ndarray, radius: np.ndarray, iterati
     rho_b = np.maximum(len_b, radius * (1 + 1e-9))
     # A point on the centre itself (the speaker on a limb's axis line) gets any direction;
     # it is inside the circle, so the result only needs to be finite.
-    ub = np.where((len_b > 1e-12)[..., None], vb / np.maximum(len_b, 1e-12)[..., None],
-                  [1.0, 0.0, 0.0])
-    ua = np.where((len_a > 1e-12)[..., None], va / np.maximum(len_a, 1e-12)[..., None],
-                  _any_perpendicular(ub))
+    ub = _unit_or(vb, len_b, lambda: np.array([1.0, 0.0, 0.0]))
+    ua = _unit_or(va, len_a, lambda: _any_perpendicular(ub))
     cos_g = np.clip(_dot(ua, ub), -1.0, 1.0)
     perp = ub - cos_g[..., None] * ua
     sin_g = _norm(perp)
     # With va and vb (anti)parallel the plane is undefined; phi is 0 (backscatter) or the
     # point is at grazing (blocked line, zero gain), so any perpendicular serves.
-    w = np.where(
-        (sin_g > 1e-12)[..., None], perp / np.maximum(sin_g, 1e-12)[..., None],
-        _any_perpendicular(ua),
-    )
+    w = _unit_or(perp, sin_g, lambda: _any_perpendicular(ua))
     gamma = np.arctan2(sin_g, cos_g)
+    unit = np.hypot(sin_g, cos_g)  # 1 but for rounding: cos and sin of gamma exactly
+    cos_g, sin_g = cos_g / unit, sin_g / unit
 
     lo, hi = np.zeros_like(gamma), gamma.copy()
     phi = 0.5 * gamma
     for _ in range(iterations):
-        psi = gamma - phi
-        ca, sa, cb, sb = np.cos(phi), np.sin(phi), np.cos(psi), np.sin(psi)
+        # psi = gamma - phi by the angle-difference identities, and the difference of the
+        # two incidence angles (both in [0, pi]) as one arctan2: half the transcendentals.
+        ca, sa = np.cos(phi), np.sin(phi)
+        cb, sb = cos_g * ca + sin_g * sa, sin_g * ca - cos_g * sa
         xa, xb = rho_a * ca - radius, rho_b * cb - radius
-        mismatch = np.arctan2(rho_a * sa, xa) - np.arctan2(rho_b * sb, xb)
-        slope = (rho_a * (rho_a - radius * ca) / (xa**2 + (rho_a * sa) ** 2)
-                 + rho_b * (rho_b - radius * cb) / (xb**2 + (rho_b * sb) ** 2))
+        ya, yb = rho_a * sa, rho_b * sb
+        mismatch = np.arctan2(ya * xb - xa * yb, xa * xb + ya * yb)
+        slope = (rho_a * (rho_a - radius * ca) / (xa * xa + ya * ya)
+                 + rho_b * (rho_b - radius * cb) / (xb * xb + yb * yb))
         lo = np.where(mismatch < 0, phi, lo)
         hi = np.where(mismatch > 0, phi, hi)
         step = phi - mismatch / slope
-        phi = np.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
+        new = np.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
+        # Newton converges quadratically: after a step this small the next is ~1e-20.
+        converged = np.max(np.abs(new - phi), initial=0.0) < _NEWTON_DONE
+        phi = new
+        if converged:
+            break
 
     n = np.cos(phi)[..., None] * ua + np.sin(phi)[..., None] * w
     rn = radius[..., None] * n
@@ -371,15 +386,16 @@ def shadow_response(body: Body, source: np.ndarray, mic: np.ndarray,
     out = np.empty((n_frames, f.size), dtype=np.complex64)
     out[:] = np.prod(np.where(active, 1.0, constant), axis=1)[:, None]
 
-    for k in range(n_seg):
-        frames = np.flatnonzero(active[:, k])
-        for start in range(0, frames.size, _PAIRS_PER_CHUNK):
-            fr = frames[start:start + _PAIRS_PER_CHUNK]
-            h_re, h_im = _segment_edges(delta[fr, k], covers[fr, k], edge_window[fr, k],
-                                        dist[fr, k], f)
-            fade = segment_window[fr, k].astype(np.float32)[:, None]
-            h_re, h_im = _limit_and_fade(h_re, h_im, fade)
-            h = np.empty(h_re.shape, dtype=np.complex64)
-            h.real, h.imag = h_re, h_im
-            out[fr] *= h
+    # Active pairs frame-major, so a frame's segments are adjacent and multiply in one go.
+    pairs = np.flatnonzero(active)
+    for start in range(0, pairs.size, _PAIRS_PER_CHUNK):
+        fr, k = np.divmod(pairs[start:start + _PAIRS_PER_CHUNK], n_seg)
+        h_re, h_im = _segment_edges(delta[fr, k], covers[fr, k], edge_window[fr, k],
+                                    dist[fr, k], f)
+        fade = segment_window[fr, k].astype(np.float32)[:, None]
+        h_re, h_im = _limit_and_fade(h_re, h_im, fade)
+        h = np.empty(h_re.shape, dtype=np.complex64)
+        h.real, h.imag = h_re, h_im
+        frames, first = np.unique(fr, return_index=True)
+        out[frames] *= np.multiply.reduceat(h, first, axis=0)
     return out

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.signal import welch
+from scipy.signal import freqz, welch
 
 from bgm2pose.sensing.sim.body import Body
 from bgm2pose.sensing.sim.motion import SUBJECTS, MotionGenerator, generate_motion
-from bgm2pose.sensing.sim.render import RenderError, SceneRenderer, render_session
+from bgm2pose.sensing.sim.moving_paths import mix_moving_paths
+from bgm2pose.sensing.sim.render import (
+    _PINK_A, _PINK_B, RenderError, SceneRenderer, _noise_numerator, render_session,
+)
 from bgm2pose.sensing.sim.rig import SPEED_OF_SOUND, Rig
 from bgm2pose.sensing.sim.room import room_response
 from bgm2pose.sensing.sim.scattering import reflection_paths
@@ -147,6 +150,43 @@ def test_a_moving_arm_shows_the_doppler_shift_of_its_path_rate():
     expected = tone * (1 - rate / SPEED_OF_SOUND)
     assert abs(tone - expected) > 20  # a shift worth measuring
     assert abs(observed - expected) < 3
+
+
+def test_moving_path_kernel_is_lagrange_interpolation_of_the_moving_delay():
+    # The compiled kernel against the textbook formulation, sample by sample: the delay and
+    # the gains move linearly within each frame, the line is read by 4-point Lagrange.
+    rng = np.random.default_rng(2)
+    fs, n, offset, origin = 400, 1500, 123, 900
+    line = rng.standard_normal((3, origin + n)).astype(np.float32)
+    rows = np.array([0, 2, 2, 1])
+    count = (offset + n - 1) // fs + 2
+    delay = rng.uniform(10, 800, (count, rows.size))
+    gains = rng.standard_normal((count, 4, rows.size)).astype(np.float32)
+    expected = np.zeros((4, n))
+    for j in range(n):
+        c, k = divmod(offset + j, fs)
+        w = k / fs
+        d = (1 - w) * delay[c] + w * delay[c + 1]
+        g = (1 - w) * gains[c].astype(float) + w * gains[c + 1]
+        pos = origin + j - d
+        i = np.floor(pos).astype(int)
+        x = pos - i
+        weights = [-x * (x - 1) * (x - 2) / 6, (x + 1) * (x - 1) * (x - 2) / 2,
+                   -(x + 1) * x * (x - 2) / 2, (x + 1) * x * (x - 1) / 6]
+        v = sum(wt * line[rows, i + m] for wt, m in zip(weights, (-1, 0, 1, 2)))
+        expected[:, j] = g @ v
+    got = mix_moving_paths(line, rows, origin, delay, gains, offset, fs, n)
+    assert got.dtype == np.float32
+    assert np.abs(got - expected).max() < 1e-5 * np.abs(expected).max()
+
+
+def test_one_noise_filter_has_the_spectrum_of_sensor_plus_pink_noise():
+    w = np.linspace(1e-3, np.pi, 512)
+    _, pink = freqz(_PINK_B, _PINK_A, w)
+    for sensor, background in ((1e-4, 0.02), (0.0, 0.02), (1e-4, 1e-6)):
+        _, h = freqz(_noise_numerator(sensor, background), _PINK_A, w)
+        target = sensor ** 2 + background ** 2 * np.abs(pink) ** 2
+        np.testing.assert_allclose(np.abs(h) ** 2, target, rtol=1e-5)
 
 
 def test_noise_is_seeded_and_at_the_configured_levels():

@@ -114,6 +114,25 @@ def test_several_segments_combine_and_block_more_than_one():
     assert np.all(both < one)
 
 
+def test_segments_multiply_frame_by_frame():
+    # A walking pair of legs and a torso near the line: whatever mix of segments is in
+    # reach in each frame, the body's response is the product of its segments' own.
+    rng = np.random.default_rng(4)
+    frames = 60
+    x = np.linspace(-0.8, 0.8, frames)[:, None] + rng.normal(0, 0.05, (frames, 3))
+    a = np.stack([x + [[-0.1, 0.1, 0.0]], np.tile([0.0, 0.0, 1.0], (frames, 1)),
+                  np.full((frames, 3), 1.5)], axis=-1)
+    b = a + [[0.0, 0.8, 0.0], [0.0, 0.8, 0.0], [0.0, 0.6, 0.0]]
+    radius = np.array([0.07, 0.07, 0.15])
+    body = Body(a=a, b=b, radius=radius, names=("left", "right", "torso"))
+    freqs = np.fft.rfftfreq(256, 1 / 48000)
+    whole = shadow_response(body, SPEAKER, MIC, freqs)
+    parts = [shadow_response(Body(a=a[:, k:k + 1], b=b[:, k:k + 1], radius=radius[k:k + 1],
+                                  names=("part",)), SPEAKER, MIC, freqs) for k in range(3)]
+    assert np.sum(np.max(np.abs(whole - 1), axis=1) > 0.1) > frames // 4  # really shadowed
+    np.testing.assert_allclose(whole, parts[0] * parts[1] * parts[2], rtol=0, atol=1e-5)
+
+
 def test_insertion_loss_is_capped_at_maekawas_24_db():
     freqs = np.array([500.0, 4000.0, 24000.0])
     # A body far wider than the Fresnel zone, sitting on the line: nothing diffracts round.
