@@ -21,17 +21,22 @@ Conventions (REFERENCE.md, "Features"):
   on a training split (:class:`FeatureStats`) and then form the recorded-minus-music
   differences the model sees.
 
-Outputs are float32; the FFT runs in float64 for parity on quiet bins (see ``_chunk_features``).
-The filterbank and window are built once per process.
+Outputs are float32; everything up to the mel projection runs in float64 for parity on quiet
+bins (see ``_chunk_features``). The filterbank and window are built once per process; the work
+buffers once per thread, so a call allocates nothing but its result (the live engine calls this
+every 50 ms). The two loops numpy does badly, windowing float32 audio into float64 frames and
+the per-bin products, normalisation and banded mel sums, are numba kernels (compiled on first use
+and cached on disk).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cache
 
+import numba
 import numpy as np
-import scipy.fft
 
 from bgm2pose.sensing.errors import UserError
 
@@ -50,18 +55,24 @@ _N_LOG = _N_MIC + _N_MUSIC
 _POWER_FLOOR = 1e-10
 _DB_PER_LN = 10.0 / np.log(10.0)
 # Intensity lengths below this are treated as silence. Far under any real audio: even 24-bit
-# quantisation noise gives about 1e-12 per bin. A floor (instead of testing for exactly 0) also
-# keeps bins whose squared components underflow float32 bounded instead of blowing them up.
+# quantisation noise gives about 1e-12 per bin.
 _INTENSITY_FLOOR = 1e-20
 # Standard deviations below this (a constant channel) would blow standardised inputs up.
 _STD_FLOOR = 1e-6
-# The filterbank is banded (each bin feeds at most two neighbouring bands), so it is applied
-# as a few dense blocks that skip the zeros: about 8x fewer multiply-adds than one full matmul.
-_FILTERBANK_BLOCKS = 8
-# Frames are processed in chunks of about one window: the scratch arrays (~1 MB each) then
-# stay in cache and long recordings or big batches need no multi-GB temporaries (batch 64
-# without chunking measured ~1.5 ms per window against ~0.8 ms with it).
+# Frames are processed in chunks of at most this many (one window, or several short recordings):
+# the per-thread work buffers are sized for it and stay in cache, and long recordings or big
+# batches need no multi-GB temporaries.
 _CHUNK_FRAMES = 12
+# Offset, in float64 values, between channels of the interleaved complex spectrum buffer
+# (_N_LOG, _CHUNK_FRAMES, N_BINS). The kernel indexes its buffers with this and N_BINS, not with
+# array strides: compile-time constants prove its stores never overlap, which is what lets LLVM
+# vectorise the per-bin loop.
+_SPECTRUM_CHANNEL = 2 * _CHUNK_FRAMES * N_BINS
+# numpy's error model: division by zero gives inf instead of a per-element check that blocks
+# vectorisation; reassociation lets LLVM vectorise the banded sums.
+_KERNEL = {
+    "cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"contract", "reassoc"}
+}
 
 
 class FeatureError(UserError, ValueError):
@@ -104,22 +115,20 @@ def mel_filterbank() -> np.ndarray:
 
 
 @cache
-def _filterbank_blocks() -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
-    """Split the bands into contiguous groups, each with the bin range its weights cover.
+def _filterbank_bands() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The filterbank without its zeros: each band's weights cover one contiguous run of bins.
 
-    Returns ``(band_start, band_stop, bin_start, bin_stop, weights_T)`` per group, where
-    ``weights_T`` is the (bins, bands) slice of the transposed filterbank.
+    Returns ``(first_bin, offsets, weights)``: band ``m`` weighs bins ``first_bin[m] + j`` by
+    ``weights[offsets[m] + j]`` for ``j < offsets[m + 1] - offsets[m]``, about 2 400 weights
+    instead of 154 000. The weights are the float32 filterbank's, widened to float64.
     """
     fb = _filterbank()
     nonzero = fb != 0
     first = nonzero.argmax(axis=1)
     stop = N_BINS - nonzero[:, ::-1].argmax(axis=1)
-    blocks = []
-    for bands in np.array_split(np.arange(N_MELS), _FILTERBANK_BLOCKS):
-        m0, m1 = int(bands[0]), int(bands[-1]) + 1
-        b0, b1 = int(first[bands].min()), int(stop[bands].max())
-        blocks.append((m0, m1, b0, b1, np.ascontiguousarray(fb[m0:m1, b0:b1].T)))
-    return tuple(blocks)
+    offsets = np.concatenate([[0], np.cumsum(stop - first)])
+    weights = np.concatenate([fb[m, first[m] : stop[m]] for m in range(N_MELS)]).astype(np.float64)
+    return first.astype(np.int64), offsets.astype(np.int64), weights
 
 
 @cache
@@ -131,7 +140,7 @@ def _hann() -> np.ndarray:
 
 def _check_audio(mic: np.ndarray, music: np.ndarray) -> None:
     for name, audio, channels in (("mic", mic, _N_MIC), ("music", music, _N_MUSIC)):
-        if not np.issubdtype(audio.dtype, np.floating):
+        if audio.dtype.kind != "f":
             raise FeatureError(
                 f"{name} audio has dtype {audio.dtype}; convert it to floating point "
                 "(e.g. int16 PCM / 32768) first."
@@ -154,14 +163,6 @@ def _check_audio(mic: np.ndarray, music: np.ndarray) -> None:
         )
 
 
-def _mel_project(linear: np.ndarray) -> np.ndarray:
-    """(rows, 1201) -> (rows, 128): ``linear @ mel_filterbank().T``, skipping the zero blocks."""
-    out = np.empty((linear.shape[0], N_MELS), dtype=np.float32)
-    for m0, m1, b0, b1, weights_t in _filterbank_blocks():
-        np.matmul(linear[:, b0:b1], weights_t, out=out[:, m0:m1])
-    return out
-
-
 def _chunks(n_recordings: int, n_frames: int):
     """(recordings, frames) slices of about ``_CHUNK_FRAMES`` frames each, covering everything."""
     if n_frames >= _CHUNK_FRAMES:
@@ -174,41 +175,134 @@ def _chunks(n_recordings: int, n_frames: int):
             yield slice(r0, r0 + group), slice(0, n_frames)
 
 
-def _chunk_features(mic: np.ndarray, music: np.ndarray) -> np.ndarray:
-    """(g, 4, n), (g, 2, n) with n a multiple of the hop -> (g, 9, n // 2400, 128)."""
+@numba.njit(**_KERNEL)
+def _window_frames(audio: np.ndarray, window: np.ndarray, frames: np.ndarray, channel0: int):
+    """Audio (G, C, F, 2400) times the window into float64 ``frames[channel0 + c, g * F + t]``."""
+    recordings, channels, n_frames, n = audio.shape
+    for g in range(recordings):
+        for c in range(channels):
+            for t in range(n_frames):
+                row = frames[channel0 + c, g * n_frames + t]
+                for i in range(n):
+                    row[i] = audio[g, c, t, i] * window[i]
+
+
+@numba.njit(**_KERNEL)
+def _spectral_features(
+    spectrum: np.ndarray,
+    n_frames: int,
+    band_first: np.ndarray,
+    band_offsets: np.ndarray,
+    band_weights: np.ndarray,
+    linear: np.ndarray,
+    mel: np.ndarray,
+) -> None:
+    """Mel power (floored) and mel-projected unit intensity of the first ``n_frames`` frames.
+
+    ``spectrum`` is the flat float64 view of the (6, _CHUNK_FRAMES, N_BINS) complex128 spectra,
+    ``linear`` a flat (9 * N_BINS) float64 scratch row per feature, ``mel`` the (9,
+    _CHUNK_FRAMES, N_MELS) float32 result.
+    """
+    for t in range(n_frames):
+        for k in range(N_BINS):
+            i = 2 * (t * N_BINS + k)
+            wr, wi = spectrum[i], spectrum[i + 1]
+            xr, xi = spectrum[_SPECTRUM_CHANNEL + i], spectrum[_SPECTRUM_CHANNEL + i + 1]
+            yr, yi = spectrum[2 * _SPECTRUM_CHANNEL + i], spectrum[2 * _SPECTRUM_CHANNEL + i + 1]
+            zr, zi = spectrum[3 * _SPECTRUM_CHANNEL + i], spectrum[3 * _SPECTRUM_CHANNEL + i + 1]
+            lr, li = spectrum[4 * _SPECTRUM_CHANNEL + i], spectrum[4 * _SPECTRUM_CHANNEL + i + 1]
+            rr, ri = spectrum[5 * _SPECTRUM_CHANNEL + i], spectrum[5 * _SPECTRUM_CHANNEL + i + 1]
+            # Intensity Re(conj(W) [X, Y, Z]); silent bins (length 0) stay 0 instead of NaN.
+            ix = wr * xr + wi * xi
+            iy = wr * yr + wi * yi
+            iz = wr * zr + wi * zi
+            scale = 1.0 / np.sqrt(max(ix * ix + iy * iy + iz * iz, _INTENSITY_FLOOR**2))
+            linear[k] = wr * wr + wi * wi
+            linear[N_BINS + k] = xr * xr + xi * xi
+            linear[2 * N_BINS + k] = yr * yr + yi * yi
+            linear[3 * N_BINS + k] = zr * zr + zi * zi
+            linear[4 * N_BINS + k] = lr * lr + li * li
+            linear[5 * N_BINS + k] = rr * rr + ri * ri
+            linear[6 * N_BINS + k] = ix * scale
+            linear[7 * N_BINS + k] = iy * scale
+            linear[8 * N_BINS + k] = iz * scale
+        # Banded mel sums: nine independent accumulators per band keep the FMA units busy.
+        for m in range(N_MELS):
+            b0 = band_first[m]
+            weights = band_weights[band_offsets[m] : band_offsets[m + 1]]
+            p0, p1, p2 = linear[b0:], linear[N_BINS + b0 :], linear[2 * N_BINS + b0 :]
+            p3, p4 = linear[3 * N_BINS + b0 :], linear[4 * N_BINS + b0 :]
+            p5, u0 = linear[5 * N_BINS + b0 :], linear[6 * N_BINS + b0 :]
+            u1, u2 = linear[7 * N_BINS + b0 :], linear[8 * N_BINS + b0 :]
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = 0.0
+            for j in range(weights.shape[0]):
+                w = weights[j]
+                a0 += w * p0[j]
+                a1 += w * p1[j]
+                a2 += w * p2[j]
+                a3 += w * p3[j]
+                a4 += w * p4[j]
+                a5 += w * p5[j]
+                a6 += w * u0[j]
+                a7 += w * u1[j]
+                a8 += w * u2[j]
+            mel[0, t, m] = max(a0, _POWER_FLOOR)
+            mel[1, t, m] = max(a1, _POWER_FLOOR)
+            mel[2, t, m] = max(a2, _POWER_FLOOR)
+            mel[3, t, m] = max(a3, _POWER_FLOOR)
+            mel[4, t, m] = max(a4, _POWER_FLOOR)
+            mel[5, t, m] = max(a5, _POWER_FLOOR)
+            mel[6, t, m] = a6
+            mel[7, t, m] = a7
+            mel[8, t, m] = a8
+
+
+class _Scratch:
+    """One thread's work buffers for a chunk of up to ``_CHUNK_FRAMES`` frames (~2.9 MB)."""
+
+    def __init__(self) -> None:
+        self.frames = np.zeros((_N_LOG, _CHUNK_FRAMES, N_FFT))
+        self.spectrum = np.zeros((_N_LOG, _CHUNK_FRAMES, N_BINS), dtype=np.complex128)
+        self.spectrum_values = self.spectrum.reshape(-1).view(np.float64)
+        self.linear = np.zeros(len(CHANNELS) * N_BINS)
+        self.mel = np.zeros((len(CHANNELS), _CHUNK_FRAMES, N_MELS), dtype=np.float32)
+
+
+_thread_local = threading.local()
+
+
+def _scratch() -> _Scratch:
+    scratch = getattr(_thread_local, "scratch", None)
+    if scratch is None:
+        scratch = _thread_local.scratch = _Scratch()
+    return scratch
+
+
+def _chunk_features(mic: np.ndarray, music: np.ndarray, out: np.ndarray) -> None:
+    """(g, 4, n), (g, 2, n) with g * n <= 12 frames -> out (g, 9, n // 2400, 128)."""
     g, _, n = mic.shape
     n_frames = n // HOP
+    rows = g * n_frames
+    s = _scratch()
     window = _hann()
+    _window_frames(mic.reshape(g, _N_MIC, n_frames, N_FFT), window, s.frames, 0)
+    _window_frames(music.reshape(g, _N_MUSIC, n_frames, N_FFT), window, s.frames, _N_MIC)
     # The FFT runs in float64: float32 rounding in the transform is relative to the whole frame,
     # so in music with ~70 dB between a frame's loudest and quietest bins the quiet bins'
     # intensity directions drift by up to 2e-5 (log-mel by 6e-4 dB), beyond the parity
-    # tolerance. Rounding the finished spectrum to complex64 is harmless (per-bin relative).
-    frames = np.empty((g, _N_LOG, n_frames, N_FFT), dtype=np.float64)
-    np.multiply(mic.reshape(g, _N_MIC, n_frames, N_FFT), window, out=frames[:, :_N_MIC])
-    np.multiply(music.reshape(g, _N_MUSIC, n_frames, N_FFT), window, out=frames[:, _N_MIC:])
-    spec = scipy.fft.rfft(frames, axis=-1, overwrite_x=True, workers=1).astype(np.complex64)
-
-    # Every linear feature is Re(conj(a) b) = Re a Re b + Im a Im b per bin: power for a = b,
-    # intensity for a = W, b in X, Y, Z. Multiplying the interleaved (re, im) float view is
-    # contiguous; one pass then sums the pairs (strided real/imag views are far slower).
-    pairs = spec.view(np.float32).reshape(spec.shape + (2,))
-    products = np.empty((g, len(CHANNELS), n_frames, N_BINS, 2), dtype=np.float32)
-    np.multiply(pairs, pairs, out=products[:, :_N_LOG])
-    np.multiply(pairs[:, 1:_N_MIC], pairs[:, :1], out=products[:, _N_LOG:])
-    linear = np.add(products[..., 0], products[..., 1])
-
-    intensity = linear[:, _N_LOG:]
-    length = np.sqrt(np.einsum("gctf,gctf->gtf", intensity, intensity))[:, None]
-    # Silent bins have intensity exactly 0 and stay 0 instead of becoming NaN.
-    intensity /= np.maximum(length, _INTENSITY_FLOOR)
-
-    features = _mel_project(linear.reshape(-1, N_BINS)).reshape(g, len(CHANNELS), n_frames, N_MELS)
-    log_mel = features[:, :_N_LOG]
-    np.maximum(log_mel, _POWER_FLOOR, out=log_mel)
+    # tolerance. Windowing in float32 alone already costs 1e-4 there. (``out=`` needs numpy 2.)
+    np.fft.rfft(s.frames[:, :rows], axis=-1, out=s.spectrum[:, :rows])
+    _spectral_features(s.spectrum_values, rows, *_filterbank_bands(), s.linear, s.mel)
+    mel = s.mel[:, :rows].reshape(len(CHANNELS), g, n_frames, N_MELS).transpose(1, 0, 2, 3)
     # Natural log and a scale: numpy's float32 log is vectorised, its log10 is not (4x slower).
-    np.log(log_mel, out=log_mel)
-    log_mel *= _DB_PER_LN
-    return features
+    np.log(mel[:, :_N_LOG], out=mel[:, :_N_LOG])
+    np.multiply(mel[:, :_N_LOG], np.float32(_DB_PER_LN), out=out[:, :_N_LOG])
+    out[:, _N_LOG:] = mel[:, _N_LOG:]
+
+
+def _kernel_dtype(audio: np.ndarray) -> np.ndarray:
+    # The kernels are compiled for float32 and float64 only; float16 and long double are rare.
+    return audio.astype(np.float32 if audio.dtype.itemsize <= 4 else np.float64, copy=False)
 
 
 def frame_features(mic: np.ndarray, music: np.ndarray) -> np.ndarray:
@@ -218,13 +312,15 @@ def frame_features(mic: np.ndarray, music: np.ndarray) -> np.ndarray:
     _check_audio(mic, music)
     lead, n = mic.shape[:-2], mic.shape[-1]
     n_frames = n // HOP
-    mic = mic.reshape(-1, _N_MIC, n)
-    music = music.reshape(-1, _N_MUSIC, n)
+    mic = _kernel_dtype(mic.reshape(-1, _N_MIC, n))
+    music = _kernel_dtype(music.reshape(-1, _N_MUSIC, n))
     features = np.empty((mic.shape[0], len(CHANNELS), n_frames, N_MELS), dtype=np.float32)
     for recordings, frames in _chunks(mic.shape[0], n_frames):
         samples = slice(frames.start * HOP, frames.stop * HOP)
-        features[recordings, :, frames] = _chunk_features(
-            mic[recordings, :, samples], music[recordings, :, samples]
+        _chunk_features(
+            mic[recordings, :, samples],
+            music[recordings, :, samples],
+            features[recordings, :, frames],
         )
     return features.reshape(lead + features.shape[1:])
 

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -72,7 +74,7 @@ def test_filterbank_equals_librosa():
 
 
 @pytest.mark.parametrize("make_signals", [random_signals, music_like_signals])
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 1, 7, 8, 9, 10])
 def test_window_features_match_librosa(make_signals, seed):
     mic, music = make_signals(np.random.default_rng(seed))
     ours = F.window_features(mic, music)
@@ -117,6 +119,62 @@ def test_batch_equals_single_windows():
     assert batch.shape == (3, 9, 12, 128)
     for b, (mic, music) in enumerate(pairs):
         np.testing.assert_allclose(batch[b], F.window_features(mic, music), rtol=1e-6, atol=1e-6)
+
+
+def test_short_recordings_grouped_into_chunks_equal_single_recordings():
+    # 3-frame recordings are processed four to a chunk, the fifth alone: each must come out as
+    # if computed on its own.
+    rng = np.random.default_rng(11)
+    pairs = [music_like_signals(rng, n=3 * F.HOP) for _ in range(5)]
+    batch = F.frame_features(np.stack([m for m, _ in pairs]), np.stack([s for _, s in pairs]))
+    assert batch.shape == (5, 9, 3, 128)
+    for b, (mic, music) in enumerate(pairs):
+        single = F.frame_features(mic, music)
+        np.testing.assert_allclose(batch[b], single, rtol=1e-6, atol=1e-6)
+        ref = librosa_reference(mic.astype(np.float64), music.astype(np.float64), librosa_mel_filterbank())
+        assert_matches_reference(single, ref)
+
+
+def test_dtype_and_memory_layout_do_not_change_features():
+    rng = np.random.default_rng(12)
+    mic, music = music_like_signals(rng)
+    expected = F.window_features(mic, music)
+    # float64 and float16 take other kernel paths; strided views another memory layout.
+    np.testing.assert_allclose(
+        F.window_features(mic.astype(np.float64), music.astype(np.float64)), expected, atol=1e-6
+    )
+    wide = np.zeros((6, 2 * F.WINDOW_SAMPLES), np.float32)
+    wide[:4, ::2], wide[4:, ::2] = mic, music
+    np.testing.assert_array_equal(F.window_features(wide[:4, ::2], wide[4:, ::2]), expected)
+    half = F.window_features(mic.astype(np.float16), music.astype(np.float16))
+    ref = librosa_reference(
+        mic.astype(np.float16).astype(np.float64),
+        music.astype(np.float16).astype(np.float64),
+        librosa_mel_filterbank(),
+    )
+    assert_matches_reference(half, ref)
+
+
+def test_concurrent_threads_and_repeated_calls_give_identical_results():
+    # Work buffers are reused per thread: neither another thread nor an earlier call with a
+    # different shape may leak into a result.
+    rng = np.random.default_rng(13)
+    inputs = [music_like_signals(rng) for _ in range(4)]
+    expected = [F.window_features(mic, music) for mic, music in inputs]
+    F.frame_features(*music_like_signals(rng, n=40 * F.HOP))
+    results: dict[int, list[np.ndarray]] = {}
+
+    def work(i: int) -> None:
+        results[i] = [F.window_features(*inputs[(i + j) % 4]) for j in range(8)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i in range(4):
+        for j, features in enumerate(results[i]):
+            np.testing.assert_array_equal(features, expected[(i + j) % 4])
 
 
 def test_long_recording_frames_slice_into_windows():
