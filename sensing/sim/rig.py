@@ -11,7 +11,7 @@ Y = left, Z = up. ``Rig.mic_axes`` maps world vectors to those axes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -41,7 +41,6 @@ class Rig:
     area_center: Vec3 = (3.5, 0.0, 3.0)
     area_radius: float = 0.45
     sample_rate: int = SAMPLE_RATE
-    extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         size = np.asarray(self.room_size, float)
@@ -87,12 +86,11 @@ class Rig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.pop("extra")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Rig":
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
             raise RigError(f"unknown rig settings {sorted(unknown)}; known: {sorted(known)}")
