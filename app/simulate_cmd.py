@@ -12,6 +12,7 @@ from bgm2pose.sensing.sim.dataset import (
     DEFAULT_TRACKS, SimulationPlan, is_done, parse_shard, plan_jobs, render_job, shard,
 )
 from bgm2pose.sensing.sim.motion import SUBJECTS
+from bgm2pose.sensing.sim.render import BACKGROUND_NOISE_DB, SENSOR_NOISE_DB
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,9 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="data-set seed (default: %(default)s)")
     p.add_argument("--randomise-rig", action="store_true",
                    help="vary room, RT60 and speaker/mic placement per session")
-    p.add_argument("--sensor-noise-db", type=float, default=-80.0,
+    p.add_argument("--sensor-noise-db", type=float, default=SENSOR_NOISE_DB,
                    help="white sensor noise per mic channel, dBFS RMS (default: %(default)s)")
-    p.add_argument("--background-noise-db", type=float, default=-60.0,
+    p.add_argument("--background-noise-db", type=float, default=BACKGROUND_NOISE_DB,
                    help="diffuse background noise, dBFS RMS (default: %(default)s)")
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="render only every N-th session starting at I, so N processes or "

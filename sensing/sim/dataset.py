@@ -21,7 +21,7 @@ from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.session import SESSION_FILE, SessionInfo, write_session
 from bgm2pose.sensing.sim.motion import SUBJECTS, Subject, generate_motion
 from bgm2pose.sensing.sim.music import TrackSpec, generate
-from bgm2pose.sensing.sim.render import render_session
+from bgm2pose.sensing.sim.render import BACKGROUND_NOISE_DB, SENSOR_NOISE_DB, render_session
 from bgm2pose.sensing.sim.rig import Rig
 
 # The AMPL recordings used three ambient tracks and one jazz track.
@@ -40,11 +40,8 @@ class SimulationPlan:
     takes: int = 1
     seed: int = 0
     randomise_rig: bool = False
-    sensor_noise_db: float = -80.0
-    background_noise_db: float = -60.0
-    # Speaker volume: the acoustic level of the speakers re the digital music. Chosen so the
-    # mic peaks near -6 dBFS on the default rig (4 pi output scale: 1/3 at 3 m, plus reverb).
-    playback_gain_db: float = -14.0
+    sensor_noise_db: float = SENSOR_NOISE_DB
+    background_noise_db: float = BACKGROUND_NOISE_DB
 
 
 @dataclass(frozen=True)
@@ -80,6 +77,8 @@ def randomised_rig(rng: np.random.Generator, base: Rig = Rig()) -> Rig:
         mic=(cx + rng.uniform(-0.1, 0.1), height + rng.uniform(-0.1, 0.1), mic_z),
         area_center=(cx, 0.0, mic_z + distance / 2),
         area_radius=base.area_radius,
+        speaker_directivity_db=float(rng.uniform(3.0, 9.0)),
+        speaker_gain_db=base.speaker_gain_db,
     )
 
 
@@ -128,7 +127,7 @@ def render_job(job: SessionJob, out_root: Path, plan: SimulationPlan,
     music = generate(job.track)
     joints = generate_motion(job.subject, seconds, seed=job.seed, rig=job.rig)
     mic = render_session(
-        job.rig, music * np.float32(10 ** (plan.playback_gain_db / 20)), joints,
+        job.rig, music, joints,
         height=job.subject.height, build=job.subject.build,
         sensor_noise_db=plan.sensor_noise_db, background_noise_db=plan.background_noise_db,
         seed=job.seed, progress=progress,
@@ -144,7 +143,6 @@ def render_job(job: SessionJob, out_root: Path, plan: SimulationPlan,
             "take": job.take,
             "sensor_noise_db": plan.sensor_noise_db,
             "background_noise_db": plan.background_noise_db,
-            "playback_gain_db": plan.playback_gain_db,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     )

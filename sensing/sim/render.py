@@ -32,7 +32,7 @@ The recording is the sum over both speakers of
   their sum is drawn as one Gaussian process of the summed spectrum.
 
 Output scale: amplitudes are multiplied by 4 pi, so a free-field path of 1 m has gain 1 and a
-speaker at 3 m arrives at 1/3. Noise levels are RMS in dB re 1.0 (the background level is
+speaker at 3 m arrives at 1/3, and by the speakers' level ``Rig.speaker_gain_db``. Noise levels are RMS in dB re 1.0 (the background level is
 W's); ``None`` switches a noise off.
 """
 
@@ -56,6 +56,10 @@ from bgm2pose.sensing.sim.rig import SPEED_OF_SOUND, Rig
 from bgm2pose.sensing.sim.room import RoomResponse, room_response
 
 POSE_FPS = 120
+# Noise defaults (RMS dB re full scale, see the module docstring): a quiet room with the
+# music ~45 dB above its background noise, and a mic preamp's self-noise well below both.
+SENSOR_NOISE_DB = -80.0
+BACKGROUND_NOISE_DB = -70.0
 SHADOW_HOP = 2400        # samples between shadow updates (50 ms; 100 ms Hann cross-fades)
 SHADOW_TAPS = 256        # FFT grid of the shadow response; its impulse response (5 ms) must fit
 REFLECTION_TAPS = 257    # linear-phase reflection filters (odd: integer group delay)
@@ -282,8 +286,8 @@ class SceneRenderer:
 
     def __init__(self, rig: Rig, poses: PoseSource | np.ndarray | None = None, *,
                  height: float = 1.75, build: float = 1.0,
-                 sensor_noise_db: float | None = -80.0,
-                 background_noise_db: float | None = -60.0,
+                 sensor_noise_db: float | None = SENSOR_NOISE_DB,
+                 background_noise_db: float | None = BACKGROUND_NOISE_DB,
                  seed: int = 0, room: RoomResponse | None = None,
                  dress: Dress | None = None, pose_batch: int = 12) -> None:
         fs = rig.sample_rate
@@ -293,6 +297,7 @@ class SceneRenderer:
         self.rig = rig
         self.frame_samples = fs // POSE_FPS
         self.room = room_response(rig) if room is None else room
+        self.gain = np.float32(4 * np.pi * 10 ** (rig.speaker_gain_db / 20))
         self.position = 0  # samples rendered so far
         self.timings = dict.fromkeys(("room", "direct+shadow", "reflections", "noise", "body"),
                                      0.0)
@@ -348,7 +353,7 @@ class SceneRenderer:
         if self.poses is not None:
             y += self._reflections(music, t0)
         clock = self._tick("reflections", clock)
-        y *= np.float32(4 * np.pi)
+        y *= self.gain
         y += self.noise.process(n)
         self._tick("noise", clock)
         self.position += n
@@ -492,8 +497,8 @@ class SceneRenderer:
 
 def render_session(rig: Rig, music: np.ndarray, joints: np.ndarray | None, *,
                    height: float = 1.75, build: float = 1.0,
-                   sensor_noise_db: float | None = -80.0,
-                   background_noise_db: float | None = -60.0, seed: int = 0,
+                   sensor_noise_db: float | None = SENSOR_NOISE_DB,
+                   background_noise_db: float | None = BACKGROUND_NOISE_DB, seed: int = 0,
                    room: RoomResponse | None = None, block: int = BLOCK,
                    pose_batch: int = 120,
                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:

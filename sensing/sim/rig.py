@@ -34,12 +34,22 @@ class Rig:
     room_size: Vec3 = (7.0, 3.0, 6.0)
     # Reverberation time of the room (s); absorption is derived from it (Sabine).
     rt60: float = 0.5
+    # Directivity index of the speakers (dB), both aimed at the microphone. A speaker with
+    # directivity factor Q = 10^(DI/10) puts 1/Q of an omni's power into the room for the
+    # same level on its axis, so the diffuse reverberation is DI dB weaker against the direct
+    # sound. 6 dB is a typical small two-way speaker above ~1 kHz; 0 is an omni source.
+    speaker_directivity_db: float = 6.0
+    # Acoustic level of the speakers re their digital feed (amplifier and speaker
+    # sensitivity): with the 4 pi output scale of ``render`` (1/3 at 3 m) the mic peaks near
+    # -6 dBFS on the generated music.
+    speaker_gain_db: float = -4.0
     speaker_left: Vec3 = (4.0, 1.2, 4.5)
     speaker_right: Vec3 = (3.0, 1.2, 4.5)
     mic: Vec3 = (3.5, 1.2, 1.5)
-    # Where the person stands: a disc on the floor between speakers and microphone.
+    # Where the person stands: a disc on the floor between speakers and microphone. Small,
+    # as in AMPL, where subjects acted on the spot: the pose, not the position, is the target.
     area_center: Vec3 = (3.5, 0.0, 3.0)
-    area_radius: float = 0.45
+    area_radius: float = 0.3
     sample_rate: int = SAMPLE_RATE
 
     def __post_init__(self) -> None:
@@ -55,6 +65,9 @@ class Rig:
                 )
         if not 0.05 <= self.rt60 <= 5.0:
             raise RigError(f"RT60 {self.rt60} s is out of range; use 0.05 to 5 s")
+        if not 0.0 <= self.speaker_directivity_db <= 15.0:
+            raise RigError(f"speaker directivity index {self.speaker_directivity_db} dB is out "
+                           "of range; use 0 (omni) to 15 dB")
 
     @property
     def speakers(self) -> np.ndarray:

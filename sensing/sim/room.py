@@ -10,6 +10,10 @@ Conventions of the result:
 - ``reverb`` holds everything *but* the direct path: the full response minus the response
   with reflection order 0, computed with the same settings so the difference is exact. The
   renderer adds the direct path itself, because the body shadows it.
+- the reverb is scaled by the speakers' directivity (``Rig.speaker_directivity_db``): the
+  image sources radiate as omnis, and a directional speaker aimed at the mic sends that
+  much less power into the room (diffuse-field approximation; the body, near the axis,
+  still gets the on-axis level);
 - the reverb is high-passed at pyroomacoustics' RIR cut-off (causal Butterworth): the
   image-source sum has a large DC bias that a real room does not have. pyroomacoustics would
   apply the same filter zero-phase to each response, which smears the direct path's filter
@@ -90,7 +94,7 @@ def _compute(rig: Rig, max_order: int | None, materials) -> RoomResponse:
     reverb = reverb[..., pra.constants.get("frac_delay_length") // 2:]
     sos = butter(2, pra.constants.get("rir_hpf_fc"), btype="highpass", fs=rig.sample_rate,
                  output="sos")
-    reverb = sosfilt(sos, reverb, axis=-1) / (4 * np.pi)
+    reverb = sosfilt(sos, reverb, axis=-1) / (4 * np.pi) * 10 ** (-rig.speaker_directivity_db / 20)
 
     offset = rig.speakers - rig.mic_position
     distance = np.linalg.norm(offset, axis=1)

@@ -34,9 +34,11 @@ def test_direct_path_arrives_at_distance_over_c_with_the_room_offset_removed():
         distance = np.linalg.norm(rig.speakers[speaker] - rig.mic_position)
         expected = distance / SPEED_OF_SOUND * FS
         assert abs(np.argmax(np.abs(y[0])) - expected) <= 1.0
-        # 1 m of free field has gain 1: a band-limited impulse keeps its energy.
+        # 1 m of free field has gain 1 at the speakers' level: a band-limited impulse keeps
+        # its energy.
         near = y[0, int(expected) - 32:int(expected) + 34].astype(float)
-        assert np.sqrt(np.sum(near ** 2)) == pytest.approx(1 / distance, rel=0.03)
+        level = 10 ** (rig.speaker_gain_db / 20)
+        assert np.sqrt(np.sum(near ** 2)) == pytest.approx(level / distance, rel=0.03)
         # Nothing arrives before the direct sound (no leftover fixed RIR offset).
         early = int(expected) - 40
         assert np.abs(y[:, :early]).max() < 1e-6 * np.abs(y).max()
