@@ -39,6 +39,74 @@ def _conversion(convention: str) -> tuple[np.ndarray, np.ndarray]:
     return order.astype(np.intp), gain
 
 
+class MicConverter:
+    """A device's input block (frames, >= 4) to internal B-format (frames, 4), in real time:
+    a channel permutation and per-channel gains into a preallocated block (no allocation)."""
+
+    def __init__(self, convention: str, blocksize: int):
+        if convention not in CONVENTIONS:
+            raise BackendError(f"mic convention {convention!r} is unknown; use one of "
+                               f"{', '.join(CONVENTIONS)}")
+        order, gain = _conversion(convention)
+        self._order = order
+        self._permute = convention != "internal"
+        # Gains per sample and channel: numpy allocates a temporary for an in-place product
+        # with a broadcast operand, not with a full-size one. None when all are 1.
+        self._gains = (None if np.all(gain == 1) else
+                       np.ascontiguousarray(np.broadcast_to(gain, (blocksize, MIC_CHANNELS))))
+        self._block = np.zeros((blocksize, MIC_CHANNELS), np.float32)
+
+    def __call__(self, indata: np.ndarray) -> np.ndarray:
+        mic = indata[:, :MIC_CHANNELS]
+        if not self._permute:
+            return mic
+        frames = mic.shape[0]
+        block = self._block[:frames]
+        np.take(mic, self._order, axis=1, out=block, mode="clip")
+        if self._gains is not None:
+            np.multiply(block, self._gains[:frames], out=block)
+        return block
+
+
+def check_device(device: int | str, inputs: int, outputs: int, sample_rate: int) -> str:
+    """The device's name, once it is known to exist and take ``inputs`` and ``outputs``
+    channels of float audio at ``sample_rate`` (else a ``BackendError`` with the fix)."""
+    import sounddevice as sd
+
+    try:
+        info = sd.query_devices(device)
+    except (ValueError, sd.PortAudioError) as exc:
+        raise BackendError(
+            f"audio device {str(device)!r} was not found ({exc}); run `bgm2pose devices` "
+            "to list the devices (a JACK client started after this program is listed "
+            "after a restart or refresh_devices())") from exc
+    name = info["name"]
+    if info["max_input_channels"] < inputs or info["max_output_channels"] < outputs:
+        raise BackendError(
+            f"audio device {name!r} has {info['max_input_channels']} input and "
+            f"{info['max_output_channels']} output channels but needs {inputs} and "
+            f"{outputs}; connect the 4-channel B-format microphone and two speakers to "
+            "one device or pick another one")
+    try:
+        if inputs:
+            sd.check_input_settings(device, channels=inputs, dtype="float32",
+                                    samplerate=sample_rate)
+        if outputs:
+            sd.check_output_settings(device, channels=outputs, dtype="float32",
+                                     samplerate=sample_rate)
+    except sd.PortAudioError as exc:
+        raise BackendError(
+            f"audio device {name!r} does not support {sample_rate} Hz float "
+            f"audio with {inputs} inputs and {outputs} outputs ({exc}); set the device "
+            f"(or JACK server) to {sample_rate} Hz") from exc
+    return name
+
+
+def open_error(name: str, exc: Exception) -> BackendError:
+    return BackendError(f"audio device {name!r} cannot be opened ({exc}); close other programs "
+                        "using it or pick another device with `bgm2pose devices`")
+
+
 class DuplexBackend(AudioBackend):
     def __init__(self, player: Player, device: int | str, channels: tuple[int, int] = (4, 2),
                  blocksize: int = 512, mic_convention: str = "internal",
@@ -51,9 +119,7 @@ class DuplexBackend(AudioBackend):
         if blocksize < 1:
             raise BackendError(f"block size {blocksize} must be a positive number of frames; "
                                "use the device's period, e.g. 512")
-        if mic_convention not in CONVENTIONS:
-            raise BackendError(f"mic convention {mic_convention!r} is unknown; use one of "
-                               f"{', '.join(CONVENTIONS)}")
+        self._mic = MicConverter(mic_convention, blocksize)
         self.player = player
         self.device = device
         self.name = str(device)
@@ -62,14 +128,6 @@ class DuplexBackend(AudioBackend):
         self.mic_convention = mic_convention
         self.sample_rate = player.sample_rate
         self.recorded = SampleRing(MIC_CHANNELS, int(ring_seconds * self.sample_rate))
-        order, gain = _conversion(mic_convention)
-        self._order = order
-        self._permute = mic_convention != "internal"
-        # Gains per sample and channel: numpy allocates a temporary for an in-place product
-        # with a broadcast operand, not with a full-size one. None when all are 1.
-        self._gains = (None if np.all(gain == 1) else
-                       np.ascontiguousarray(np.broadcast_to(gain, (blocksize, MIC_CHANNELS))))
-        self._block = np.zeros((blocksize, MIC_CHANNELS), np.float32)
         self._stream = None
         self._stopping = False
         self._error: str | None = None
@@ -83,16 +141,14 @@ class DuplexBackend(AudioBackend):
 
         if self._stream is not None:
             raise BackendError("the backend is already started; call start() once")
-        self._check_device(sd)
+        self.name = check_device(self.device, *self.channels, self.sample_rate)
         try:
             stream = sd.Stream(device=self.device, channels=self.channels,
                                samplerate=self.sample_rate, blocksize=self.blocksize,
                                dtype="float32", callback=self._callback,
                                finished_callback=self._finished)
         except sd.PortAudioError as exc:
-            raise BackendError(
-                f"audio device {self.name!r} cannot be opened ({exc}); close other programs "
-                "using it or pick another device with `bgm2pose devices`") from exc
+            raise open_error(self.name, exc) from exc
         self._stopping = False
         self._stream = stream
         stream.start()
@@ -122,33 +178,6 @@ class DuplexBackend(AudioBackend):
                             player_underflows=self.player.status().underflows, late_blocks=0,
                             error=self._error)
 
-    def _check_device(self, sd) -> None:
-        try:
-            info = sd.query_devices(self.device)
-        except (ValueError, sd.PortAudioError) as exc:
-            raise BackendError(
-                f"audio device {self.name!r} was not found ({exc}); run `bgm2pose devices` "
-                "to list the devices (a JACK client started after this program is listed "
-                "after a restart or refresh_devices())") from exc
-        self.name = info["name"]
-        inputs, outputs = self.channels
-        if info["max_input_channels"] < inputs or info["max_output_channels"] < outputs:
-            raise BackendError(
-                f"audio device {self.name!r} has {info['max_input_channels']} input and "
-                f"{info['max_output_channels']} output channels but needs {inputs} and "
-                f"{outputs}; connect the 4-channel B-format microphone and two speakers to "
-                "one device or pick another one")
-        try:
-            sd.check_input_settings(self.device, channels=inputs, dtype="float32",
-                                    samplerate=self.sample_rate)
-            sd.check_output_settings(self.device, channels=outputs, dtype="float32",
-                                     samplerate=self.sample_rate)
-        except sd.PortAudioError as exc:
-            raise BackendError(
-                f"audio device {self.name!r} does not support {self.sample_rate} Hz float "
-                f"audio with {inputs} inputs and {outputs} outputs ({exc}); set the device "
-                f"(or JACK server) to {self.sample_rate} Hz") from exc
-
     # -- real time ------------------------------------------------------------------------
 
     def _callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time,
@@ -165,14 +194,7 @@ class DuplexBackend(AudioBackend):
                 reference = self.player.reference
                 reference.events.mark(reference.end - frames, Mark.XRUN, frames)
             self._out_over += status.output_overflow
-        mic = indata[:, :MIC_CHANNELS]
-        if self._permute:
-            block = self._block[:frames]
-            np.take(mic, self._order, axis=1, out=block, mode="clip")
-            if self._gains is not None:
-                np.multiply(block, self._gains[:frames], out=block)
-            mic = block
-        recorded.write(mic)
+        recorded.write(self._mic(indata))
         self._callbacks += 1
 
     def _finished(self) -> None:

@@ -13,12 +13,24 @@ latency 0 pairs them. Pose frame f (120 fps) belongs to recorded sample
 ``f * rate / 120``: the pose at the moment that sample's sound reached the microphone
 (``render``). ``PoseTape`` keeps every frame the renderer pulled, which is the ground truth.
 
+Injected device effects (for calibration and drift tracking against a known truth):
+``device_latency`` L (samples, fractional allowed) and ``clock_ratio`` r (player samples per
+recorder sample, e.g. 1 + 80e-6 for a recorder clock 80 ppm slow) make the recording
+``recorded[n] = rendered((n - L) * r)`` (``skew.StreamSkew``: band-limited interpolation,
+silence before the first sample), which an ``Aligner`` with latency L and clock ratio r pairs
+exactly. Pose frame f then belongs to recorded sample ``f * rate / 120 / r + L``, and
+``ground_truth`` maps recorded samples accordingly. With L = 0 and r = 1 the rendering goes
+to ``recorded`` untouched; with r = 1 and an integer L it is shifted exactly. Otherwise the
+recorder's ring trails the player's by the interpolator's look-ahead (``skew.HALF_TAPS``
+samples) while L is below that, as a device's buffering would.
+
 ``VirtualScene`` holds the options of a scene (rig, subject, motion and noise seeds) and
 builds its renderer, here and in ``virtual_room`` (the same rig as a JACK client).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,8 +42,11 @@ from bgm2pose.sensing.backends import (MIC_CHANNELS, SPEAKER_CHANNELS, AudioBack
                                        BackendError, BackendStats)
 from bgm2pose.sensing.player import Player
 from bgm2pose.sensing.ring import RingError, SampleRing
+from bgm2pose.sensing.skew import SkewError, StreamSkew
 from bgm2pose.sensing.sim.motion import SUBJECTS, MotionGenerator, Subject
-from bgm2pose.sensing.sim.render import POSE_FPS, PoseSource, SceneRenderer
+from bgm2pose.sensing.sim.render import (
+    BACKGROUND_NOISE_DB, POSE_FPS, SENSOR_NOISE_DB, PoseSource, SceneRenderer,
+)
 from bgm2pose.sensing.sim.rig import Rig
 from bgm2pose.sensing.sim.room import RoomResponse
 
@@ -80,8 +95,8 @@ class VirtualScene:
     rig: Rig = field(default_factory=Rig)
     subject: Subject | None = SUBJECTS[0]  # None: an empty room
     motion_seed: int = 0
-    sensor_noise_db: float | None = -80.0
-    background_noise_db: float | None = -60.0
+    sensor_noise_db: float | None = SENSOR_NOISE_DB
+    background_noise_db: float | None = BACKGROUND_NOISE_DB
     noise_seed: int = 0
     pose_batch: int = 12  # frames of body geometry per batch: small keeps render bursts short
 
@@ -113,7 +128,8 @@ class VirtualScene:
 class VirtualBackend(AudioBackend):
     def __init__(self, player: Player, scene: VirtualScene | None = None, *,
                  realtime: bool = True, blocksize: int = 512, ring_seconds: float = 20.0,
-                 stop_after: int | None = None):
+                 stop_after: int | None = None, device_latency: float = 0.0,
+                 clock_ratio: float = 1.0):
         self.scene = scene = VirtualScene() if scene is None else scene
         if player.sample_rate != scene.rig.sample_rate:
             raise BackendError(
@@ -130,6 +146,14 @@ class VirtualBackend(AudioBackend):
         self.recorded = SampleRing(MIC_CHANNELS, int(ring_seconds * self.sample_rate))
         self.frame_samples = self.sample_rate // POSE_FPS
         self.renderer, self.poses = scene.build(int((ring_seconds + 1) * POSE_FPS))
+        self.device_latency = float(device_latency)
+        self.clock_ratio = float(clock_ratio)
+        self.separate_clocks = clock_ratio != 1  # as split devices: drift to be tracked
+        try:
+            self._skew = (None if device_latency == 0 and clock_ratio == 1 else
+                          StreamSkew(MIC_CHANNELS, device_latency, clock_ratio))
+        except SkewError as exc:
+            raise BackendError(f"virtual device settings: {exc}") from exc
         self._out = np.zeros((blocksize, SPEAKER_CHANNELS), np.float32)
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -166,12 +190,15 @@ class VirtualBackend(AudioBackend):
                             late_blocks=self._late, error=self._error)
 
     def ground_truth(self, start_sample: int, n: int) -> np.ndarray | None:
-        """Poses of frames f with ``f * frame_samples`` in [start_sample, start_sample + n);
-        raises ``RingError`` for frames not pulled yet or no longer held."""
+        """Poses of frames f whose recorded sample ``f * frame_samples / clock_ratio +
+        device_latency`` lies in [start_sample, start_sample + n); raises ``RingError`` for
+        frames not pulled yet or no longer held."""
         if self.poses is None:
             return None
-        fs = self.frame_samples
-        return self.poses.frames(-(-start_sample // fs), -(-(start_sample + n) // fs))
+        fs, r, lat = self.frame_samples, self.clock_ratio, self.device_latency
+        first = max(0, math.ceil((start_sample - lat) * r / fs))
+        stop = max(first, math.ceil((start_sample + n - lat) * r / fs))
+        return self.poses.frames(first, stop)
 
     def _run(self) -> None:
         period = self.blocksize / self.sample_rate
@@ -185,7 +212,12 @@ class VirtualBackend(AudioBackend):
                         break
                 out = self._out[:n]
                 self.player.callback_fill(out)
-                self.recorded.write(self.renderer.process(out.T).T)
+                rendered = self.renderer.process(out.T)
+                if self._skew is not None:
+                    rendered = self._skew.process(rendered)
+                    if self.stop_after is not None:
+                        rendered = rendered[:, :self.stop_after - self.recorded.end]
+                self.recorded.write(rendered.T)
                 self._callbacks += 1
                 if self.realtime:
                     wait = t0 + self._callbacks * period - time.monotonic()
