@@ -1,0 +1,39 @@
+"""``bgm2pose export``: a training checkpoint -> ONNX model + JSON model card."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from bgm2pose.models.export import export_onnx
+from bgm2pose.models.train import load_checkpoint, model_from_checkpoint
+
+METRICS_FILE = "metrics.json"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path, help="checkpoint.pt written by 'bgm2pose train'")
+    p.add_argument("out", type=Path, help="model file to write, NAME.onnx (the card goes to NAME.json)")
+    p.add_argument("--description", default="", help="free text for the model card")
+
+
+def run(args: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(args.checkpoint)
+    model, stats, config = model_from_checkpoint(ckpt)
+    metrics_path = args.checkpoint.parent / METRICS_FILE
+    card = {
+        "description": args.description,
+        "method": config.method,
+        "preset": config.preset,
+        "training": {**config.to_dict(), "epochs_done": int(ckpt["epoch"]) + 1,
+                     "averaged": bool(ckpt.get("averaged")), "final_loss": ckpt["history"][-1]["loss"]},
+        "config": ckpt["net_config"],
+        "data": ckpt["data"],
+        "mean_pose": ckpt["mean_pose"].tolist(),
+        "metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
+    }
+    written = export_onnx(model, stats, args.out, card)
+    print(f"export: wrote {args.out} and {args.out.with_suffix('.json').name} "
+          f"(torch/onnxruntime max difference {written['parity_max_abs']:.1e})")
+    return 0

@@ -1,0 +1,314 @@
+"""Training of BGM2Pose and the baselines (REFERENCE.md, "Network" and "Baselines").
+
+- Loss: ``losses.total_loss`` with ``losses.loss_weights(method, config)``: MSE(pose) +
+  100 x MSE(velocity) + CLIP (logit scale 1/0.07) for BGM2Pose with CPE.
+- Optimiser: Adam, learning rate annealed per step on a cosine from ``lr`` to ``lr_min``
+  over all epochs. Batches from ``data.ExcerptBatchSampler``: shared-excerpt groups (BGM
+  hard negatives) when the CLIP term is on, plain random batches otherwise.
+- The model that is kept is the average of the weights (and batch-norm statistics) of the
+  last ``average_last`` epoch snapshots, as the public code evaluates.
+- Inputs: the network sees ``graph.NetworkInputs`` of the raw base features, with the
+  standardisation fitted on the training windows only.
+- Checkpoint ``<out>/checkpoint.pt`` after every epoch (rank 0): a plain dict of tensors,
+  numbers, strings and lists, loadable with ``torch.load(weights_only=True)``; ``resume``
+  continues from it. When training ends it also holds ``averaged`` (the kept weights).
+- Distributed: when launched by ``torchrun`` (``WORLD_SIZE`` > 1) it runs
+  DistributedDataParallel, gloo on CPU and nccl on CUDA; each rank takes every
+  ``world``-th batch of the same epoch plan, so ``batch_size`` is per process. Otherwise one
+  plain process.
+- Seeds: ``seed`` fixes the initial weights (identical on every rank), dropout and the
+  batch order.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from bgm2pose.models.baselines import METHODS, build_model
+from bgm2pose.models.data import ExcerptBatchSampler, WindowSet, fit_stats
+from bgm2pose.models.graph import NetworkInputs
+from bgm2pose.models.losses import LossWeights, loss_weights, total_loss
+from bgm2pose.models.networks import NetConfig, preset
+from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.features import FeatureStats
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+class TrainError(UserError, ValueError):
+    """A training request that cannot run (bad option, device or checkpoint)."""
+
+
+@dataclass
+class TrainConfig:
+    method: str = "bgm2pose"
+    preset: str = "cpu"
+    switches: dict = field(default_factory=dict)  # NetConfig overrides, e.g. {"use_fa": False}
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 3e-3
+    lr_min: float = 1e-3
+    seed: int = 0
+    average_last: int = 3
+    hard_negatives: bool | None = None  # None: on exactly when the CLIP term is
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise TrainError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        if self.epochs < 1 or self.batch_size < 2 or self.average_last < 1:
+            raise TrainError("epochs and average_last must be at least 1 and batch_size at least 2.")
+        if not 0 < self.lr_min <= self.lr:
+            raise TrainError(f"learning rates must satisfy 0 < lr_min <= lr; got {self.lr_min} and {self.lr}.")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise TrainError(f"device {self.device!r} is unknown; choose auto, cpu or cuda.")
+
+    def net_config(self) -> NetConfig:
+        return preset(self.preset, **self.switches)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # the averaged network, eval mode, on the CPU
+    stats: FeatureStats
+    config: TrainConfig
+    net_config: NetConfig
+    mean_pose: np.ndarray  # (63,) training mean pose: the mean-pose predictor
+    history: list[dict]  # per epoch: mean loss terms over the epoch's batches, lr
+
+
+class TrainStep(nn.Module):
+    """Base features and true poses -> loss terms, as one module so DistributedDataParallel
+    sees the whole computation (CPE embeddings included) in its forward."""
+
+    def __init__(self, network: nn.Module, stats: FeatureStats, weights: LossWeights, mean_pose: np.ndarray):
+        super().__init__()
+        self.inputs = NetworkInputs(stats)
+        self.network = network
+        self.weights = weights
+        self.register_buffer("mean_pose", torch.from_numpy(mean_pose.astype(np.float32)))
+
+    def forward(self, base: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        pred, audio_emb = self.network.forward_train(*self.inputs(base))
+        # The pose encoder sees poses relative to the training mean pose: raw normalised poses
+        # share a large offset (y is height, hips near 10) that swamps what tells them apart.
+        pose_emb = self.network.pose_embedding(poses - self.mean_pose) if self.weights.clip else None
+        t = total_loss(pred, poses, self.weights, audio_emb, pose_emb)
+        return t.total, t.pose, t.velocity, t.clip
+
+
+def _start_at_mean_pose(network: nn.Module, mean_pose: np.ndarray) -> None:
+    """Set the output layer's bias to the training mean pose. Normalised poses sit far from 0
+    (y is height above the lowest joint, hips near 10), so a head starting at 0 would spend its
+    first epochs learning the offset, and the 100x velocity term cannot help with that."""
+    heads = [m for m in network.modules() if isinstance(getattr(m, "bias", None), torch.Tensor) and m.bias.shape == (63,)]
+    if len(heads) != 1:
+        raise TrainError(f"{type(network).__name__} has {len(heads)} layers with 63 outputs; expected one pose head.")
+    with torch.no_grad():
+        heads[0].bias.copy_(torch.from_numpy(mean_pose.astype(np.float32)))
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu.")
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world); joins the process group when torchrun launched several processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def average_states(states: list[dict]) -> dict:
+    """Element-wise mean of floating tensors; other entries (counters) from the last state."""
+    out = {}
+    for key, last in states[-1].items():
+        if last.is_floating_point():
+            out[key] = torch.stack([s[key] for s in states]).mean(dim=0)
+        else:
+            out[key] = last.clone()
+    return out
+
+
+def _average_buffers(network: nn.Module, world: int) -> None:
+    """Make batch-norm statistics the mean over ranks: DDP syncs gradients, but each rank's
+    last forward updated its running statistics with its own batch."""
+    with torch.no_grad():
+        for buffer in network.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer)
+                buffer.div_(world)
+
+
+def _cpu_state(module: nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"checkpoint {path} does not exist; train one with 'bgm2pose train'.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for a bad file
+        raise TrainError(f"{path} is not a readable checkpoint ({type(exc).__name__}); "
+                         "point at the checkpoint.pt that 'bgm2pose train' wrote.") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise TrainError(f"{path} is not a bgm2pose checkpoint of format {CHECKPOINT_FORMAT}; "
+                         "retrain with this version.")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict) -> tuple[nn.Module, FeatureStats, TrainConfig]:
+    """The averaged network (or the latest weights if training has not finished), eval mode."""
+    config = TrainConfig.from_dict(ckpt["train_config"])
+    net = build_model(config.method, NetConfig.from_dict(ckpt["net_config"]))
+    net.load_state_dict(ckpt["averaged"] if ckpt.get("averaged") else ckpt["model"])
+    return net.eval(), FeatureStats.from_dict(ckpt["stats"]), config
+
+
+def train(
+    windows: WindowSet,
+    train_index: np.ndarray,
+    config: TrainConfig,
+    out: Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``config.method`` on ``windows[train_index]``; see the module docstring."""
+    train_index = np.asarray(train_index)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(config.device, local_rank)
+    rank, world = _distributed(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    net_config = config.net_config()
+    weights = loss_weights(config.method, net_config)
+    hard = config.hard_negatives if config.hard_negatives is not None else bool(weights.clip)
+    stats = fit_stats(windows, train_index)
+
+    torch.manual_seed(config.seed)
+    network = build_model(config.method, net_config)
+    mean_pose = windows.poses[train_index].mean(axis=(0, 1))
+    _start_at_mean_pose(network, mean_pose)
+    step = TrainStep(network, stats, weights, mean_pose).to(device)
+    sampler = ExcerptBatchSampler(windows.excerpt[train_index], config.batch_size, hard_negatives=hard,
+                                  seed=config.seed, rank=rank, world=world)
+    optimiser = torch.optim.Adam(step.parameters(), lr=config.lr)
+    total_steps = config.epochs * len(sampler)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps, eta_min=config.lr_min)
+    snapshots: deque[dict] = deque(maxlen=config.average_last)
+    history: list[dict] = []
+    first_epoch = 0
+    ckpt_path = Path(out) / CHECKPOINT if out is not None else None
+    if resume and ckpt_path is not None and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt["train_config"] != config.to_dict():
+            raise TrainError(f"{ckpt_path} was trained with other options; resume with the same "
+                             "options or choose a new --out folder.")
+        network.load_state_dict(ckpt["model"])
+        optimiser.load_state_dict(ckpt["optimiser"])
+        schedule.load_state_dict(ckpt["schedule"])
+        snapshots.extend(ckpt["snapshots"])
+        history = list(ckpt["history"])
+        first_epoch = int(ckpt["epoch"]) + 1
+    model = nn.parallel.DistributedDataParallel(step) if world > 1 else step
+
+    base_all, poses_all = torch.from_numpy(windows.base), torch.from_numpy(windows.poses)
+    for epoch in range(first_epoch, config.epochs):
+        # Dropout draws from the global generator: reseed per epoch so a resumed run repeats them.
+        torch.manual_seed(config.seed * 1_000_003 + epoch * 1_009 + rank)
+        sampler.set_epoch(epoch)
+        model.train()
+        sums = np.zeros(4)
+        bar = tqdm(sampler, desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", unit="batch",
+                   disable=not progress or rank != 0, leave=False)
+        for batch in bar:
+            rows = torch.from_numpy(train_index[batch])
+            terms = model(base_all[rows].to(device), poses_all[rows].to(device))
+            optimiser.zero_grad(set_to_none=True)
+            terms[0].backward()
+            optimiser.step()
+            schedule.step()
+            values = [float(t.detach()) for t in terms]
+            if not math.isfinite(values[0]):
+                raise TrainError(f"the loss became {values[0]} in epoch {epoch + 1}; lower --lr or "
+                                 "check the data for broken windows.")
+            sums += values
+            bar.set_postfix(loss=f"{values[0]:.4f}")
+        mean = sums / max(len(sampler), 1)
+        history.append({"epoch": epoch + 1, "loss": float(mean[0]), "pose": float(mean[1]),
+                        "velocity": float(mean[2]), "clip": float(mean[3]), "lr": float(schedule.get_last_lr()[0])})
+        if progress and rank == 0:
+            tqdm.write(f"{config.method} epoch {epoch + 1}/{config.epochs}: loss {mean[0]:.4f} "
+                       f"(pose {mean[1]:.4f}, velocity {mean[2]:.5f}, clip {mean[3]:.3f})")
+        if world > 1:
+            _average_buffers(network, world)
+        snapshots.append(_cpu_state(network))
+        done = epoch + 1 == config.epochs
+        if ckpt_path is not None and rank == 0:
+            _save(ckpt_path, config, net_config, stats, network, optimiser, schedule, snapshots, history,
+                  epoch, average_states(list(snapshots)) if done else None, windows, train_index, mean_pose)
+
+    network.load_state_dict(average_states(list(snapshots)))
+    return TrainResult(network.cpu().eval(), stats, config, net_config, mean_pose, history)
+
+
+def _save(path, config, net_config, stats, network, optimiser, schedule, snapshots, history, epoch,
+          averaged, windows, train_index, mean_pose) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = windows.subset(train_index).describe()
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "train_config": config.to_dict(),
+        "net_config": net_config.to_dict(),
+        "stats": stats.to_dict(),
+        "data": data,
+        "mean_pose": torch.from_numpy(mean_pose.astype(np.float32)),  # the mean-pose predictor
+        "epoch": epoch,
+        "model": _cpu_state(network),
+        "optimiser": optimiser.state_dict(),
+        "schedule": schedule.state_dict(),
+        "snapshots": list(snapshots),
+        "history": history,
+        "averaged": averaged,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def predict(network: nn.Module, stats: FeatureStats, base: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Poses (N, 12, 63) of base features (N, 9, 12, 128) with a torch network in eval mode."""
+    network.eval()
+    inputs = NetworkInputs(stats)
+    device = next(network.parameters()).device
+    inputs.to(device)
+    out = [network(*inputs(torch.from_numpy(base[i : i + batch]).to(device))).cpu().numpy()
+           for i in range(0, len(base), batch)]
+    return np.concatenate(out) if out else np.zeros((0, 12, 63), np.float32)
