@@ -18,10 +18,18 @@ from bgm2pose.sensing.errors import UserError
 VERBS: dict[str, tuple[str, str, str]] = {
     "demo": (
         "bgm2pose.app.demo_cmd",
-        "show the pipeline end to end on the built-in virtual rig",
-        "Simulate a short take on the built-in virtual rig (a virtual person moving between "
-        "two speakers playing generated music, heard by a virtual ambisonic mic), extract "
-        "the AMPL features from it and report what the model input looks like.",
+        "the app on the built-in virtual rig: a virtual person moves, the skeleton follows",
+        "Open the app on the built-in virtual rig (a virtual person moving between two "
+        "speakers playing generated music, heard by a virtual ambisonic mic) with the shipped "
+        "model, live. Without a display it runs headless for --seconds, prints the live "
+        "figures and writes a PNG of the window it would have shown.",
+    ),
+    "app": (
+        "bgm2pose.app.app_cmd",
+        "the desktop app: playlist, devices, calibration, live 3D skeleton",
+        "Open the desktop app: a playlist (files given here replace the saved one), the "
+        "audio devices or the virtual rig, the calibration wizard, recording, and the live "
+        "3D skeleton with spectrograms, mic levels and the live figures.",
     ),
     "simulate": (
         "bgm2pose.app.simulate_cmd",
@@ -49,12 +57,57 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "'room': 2 speaker inputs, 4 B-format mic outputs, so the real PortAudio/JACK path "
         "can be exercised without hardware.",
     ),
+    "run": (
+        "bgm2pose.app.run_cmd",
+        "estimate poses live, headless (virtual rig, one duplex device or split devices)",
+        "Play music, record the B-format mic and estimate 3D poses live with an exported "
+        "model; prints a status line and a summary, optionally records the session and "
+        "writes the poses as JSON lines (one per frame, with capture times).",
+    ),
+    "calibrate": (
+        "bgm2pose.app.calibrate_cmd",
+        "measure speaker -> mic latency with sweeps, check the mic, save a profile",
+        "Play a quiet sine sweep through each speaker in turn, deconvolve the 4 mic channels "
+        "into impulse responses, report each speaker's latency (device round trip + flight), "
+        "the distances implied, the SNR and mic/speaker findings; --save keeps it as the "
+        "profile of those devices, --plot draws the responses.",
+    ),
     "learnability": (
         "bgm2pose.app.learnability_cmd",
         "check that pose is recoverable from a data set's features (linear probe)",
         "Ridge regression from features to poses, leave-one-subject-out, against the "
         "mean-pose predictor and against the same ridge on audio shuffled across windows. "
         "Writes a markdown report.",
+    ),
+    "train": (
+        "bgm2pose.app.train_cmd",
+        "train BGM2Pose or a baseline on a data set (torchrun for several processes)",
+        "Train a network (BGM2Pose, Jiang, Ginosar or Shibata; ablation switches) on the "
+        "windows of a data set with MSE + 100 x velocity + CLIP, Adam and a cosine schedule; "
+        "keeps the average of the last 3 epochs in a resumable checkpoint. Held-out subjects "
+        "and tracks are evaluated at the end. Under 'torchrun --nproc_per_node=N' it trains "
+        "with DistributedDataParallel.",
+    ),
+    "export": (
+        "bgm2pose.app.export_cmd",
+        "export a training checkpoint to ONNX with its JSON model card",
+        "Write NAME.onnx (input: raw base features, standardisation inside; dynamic batch) "
+        "and NAME.json (preset, config, data, metrics, git revision); checks torch against "
+        "onnxruntime.",
+    ),
+    "evaluate": (
+        "bgm2pose.app.evaluate_cmd",
+        "evaluate an exported model on a data set (MAE, RMSE, PCKh, per part)",
+        "Run an ONNX model on every window of a data set (or chosen subjects and tracks) and "
+        "print RMSE, MAE, PCKh at 0.5..2.0 and per-part errors next to the mean-pose predictor.",
+    ),
+    "benchmark": (
+        "bgm2pose.app.benchmark_cmd",
+        "run the paper's evaluation protocol and write the report (tables, curves, figures)",
+        "Settings (a) single-music, (b) cross-music, (c) cross-genre; leave-one-subject-out "
+        "folds and seeds; every method, the ablations and two controls (mean pose, shuffled "
+        "audio), all with the same data and epochs. Writes markdown tables in the paper's "
+        "format, per-part errors, PCKh curves and skeleton figures as PNG.",
     ),
 }
 

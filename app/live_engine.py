@@ -1,0 +1,316 @@
+"""The live engine: player + audio backend + aligner + estimator + pose feed, wired by options.
+
+``LiveEngine(options)`` opens the model first (so a bad model fails before any device is
+touched), warms the feature kernels and the onnxruntime session up, builds the player (the
+given tracks, or the bundled generated music, repeat all), the backend of the chosen kind and
+the aligner at the latency:
+
+- virtual rig: ``options.latency`` or 0 (the rig's loopback latency is 0);
+- duplex / split: ``options.latency`` if given (the command line wins), else the saved
+  calibration profile of the device pair, else a ``LiveError`` asking for
+  ``bgm2pose calibrate``.
+
+For duplex and split devices a ``calibration.drift.DriftTracker`` refines the latency (and,
+for split devices, the clock ratio) online when that module is present.
+
+``realtime=False`` on the virtual rig runs as fast as possible but never more than one hop
+ahead of the estimator, so no window is dropped (tests, long checks).
+
+Threads: the player's decoder, the backend's audio thread (or device callback), the
+estimator's worker, the drift tracker's; ``stop`` ends them in that order after the audio,
+so the last complete windows are still estimated, and keeps everything recorded.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from bgm2pose.models.estimator import Estimator
+from bgm2pose.models.inference import PoseModel, demo_model_path
+from bgm2pose.models.posefeed import PoseFeed
+from bgm2pose.sensing.aligner import Aligner
+from bgm2pose.sensing.backend_duplex import DuplexBackend
+from bgm2pose.sensing.backend_virtual import VirtualBackend, VirtualScene
+from bgm2pose.sensing.backends import AudioBackend
+from bgm2pose.sensing.bformat import CONVENTIONS
+from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.features import WINDOW_SAMPLES, window_features
+from bgm2pose.sensing.player import Player, Repeat, Track
+from bgm2pose.sensing.session import SessionInfo
+from bgm2pose.sensing.sim.music import TrackSpec, generate
+from bgm2pose.sensing.sim.rig import SAMPLE_RATE, Rig
+from bgm2pose.sensing.sim.subjects import SUBJECTS
+
+BACKENDS = ("virtual", "duplex", "split")
+# The bundled playlist: two generated tracks (ambient, jazz), each long enough that track
+# changes (whose windows are flagged) are rare; generated lazily by the player's decoder.
+BUNDLED_MUSIC = (TrackSpec("ambient", 1, 120.0), TrackSpec("jazz", 1, 120.0))
+RING_SECONDS = 20.0  # recorded and reference rings: room for a slow reader (recorder)
+# Decoded audio queued ahead: the next track is loaded (decoded, resampled or generated, which
+# takes seconds on a busy machine) only once the current one is queued to its end, and must
+# be ready before the queue runs dry, or the gap plays as silence (flagged windows).
+FIFO_SECONDS = 15.0
+# Seconds between drift-tracker updates. One device has one clock: its latency moves only
+# after an xrun, and a slower check costs the audio callback less CPU on a busy machine (on
+# this 2-core box, updates every 0.5 s tripled the duplex xruns). Split devices drift.
+DRIFT_INTERVAL_S = {False: 2.0, True: 0.5}
+_PACE_TIMEOUT_S = 1.0  # a fast rig waits at most this long for the estimator
+
+
+class LiveError(UserError, RuntimeError):
+    """Live settings that cannot be used (backend, latency, subject)."""
+
+
+@dataclass
+class LiveOptions:
+    backend: str = "virtual"  # "virtual" | "duplex" | "split"
+    device: str | None = None  # duplex device name/index
+    output_device: str | None = None  # split
+    input_device: str | None = None  # split
+    convention: str = "ambix"  # mic channel convention: "ambix" | "fuma" | "internal"
+    model: Path | None = None  # None -> inference.demo_model_path()
+    tracks: list[Path] = field(default_factory=list)  # empty -> bundled generated music
+    hop: int = 2400
+    policy: str = "latest"  # "latest" | "average"
+    smoothing: float = 0.0  # 0..1 exponential smoothing of published poses
+    realtime: bool = True  # virtual rig: paced in real time, or as fast as possible
+    seed: int = 0  # virtual scene seed (motion, noise)
+    subject: str = "S1"  # virtual subject
+    latency: float | None = None  # samples; None -> calibration profile, or 0 on the virtual rig
+    threads: int = 1  # onnxruntime intra-op threads
+    seconds: float | None = None  # virtual rig: stop by itself after this much audio
+
+
+def bundled_tracks() -> list[Track]:
+    return [Track(spec.name, functools.partial(generate, spec, SAMPLE_RATE))
+            for spec in BUNDLED_MUSIC]
+
+
+def virtual_scene(options: LiveOptions) -> VirtualScene:
+    """The virtual rig's scene for these options (the same as `bgm2pose virtual-room
+    --subject S --motion-seed N --noise-seed N` builds)."""
+    subjects = {s.name: s for s in SUBJECTS}
+    if options.subject not in subjects:
+        raise LiveError(f"virtual subject {options.subject!r} is unknown; use one of "
+                        f"{', '.join(subjects)}")
+    return VirtualScene(subject=subjects[options.subject], motion_seed=options.seed,
+                        noise_seed=options.seed)
+
+
+class _PacedRenderer:
+    """Stands in for a fast virtual rig's renderer: before rendering a block it waits until
+    the estimator has handled every window that ends before the block, so the rig is never
+    more than one hop ahead and no window is skipped."""
+
+    def __init__(self, renderer, backend: VirtualBackend, estimator: Estimator,
+                 first_end: int, hop: int):
+        self._renderer = renderer
+        self._backend = backend
+        self._estimator = estimator
+        self._first_end = first_end
+        self._hop = hop
+
+    def process(self, music: np.ndarray) -> np.ndarray:
+        start = self._backend.recorded.end
+        if start >= self._first_end:
+            waited = 0.0
+            while (self._backend.running and waited < _PACE_TIMEOUT_S
+                   and not self._estimator.wait_for_progress(start - self._hop + 1, 0.05)):
+                waited += 0.05
+        return self._renderer.process(music)
+
+
+class LiveEngine:
+    def __init__(self, options: LiveOptions):
+        self.options = options
+        if options.backend not in BACKENDS:
+            raise LiveError(f"backend {options.backend!r} is unknown; use one of "
+                            f"{', '.join(BACKENDS)}")
+        if options.convention not in CONVENTIONS:
+            raise LiveError(f"mic convention {options.convention!r} is unknown; use one of "
+                            f"{', '.join(CONVENTIONS)}")
+        if options.hop < 1 or options.hop > WINDOW_SAMPLES:
+            raise LiveError(f"hop {options.hop} samples is outside 1..{WINDOW_SAMPLES}; use "
+                            "e.g. 2400 (50 ms)")
+        self.model = PoseModel(options.model or demo_model_path(), threads=options.threads)
+        self._warm_up()
+        self.feed = PoseFeed()
+        tracks = ([Track.from_file(p) for p in options.tracks] if options.tracks
+                  else bundled_tracks())
+        self.player = Player(tracks, repeat=Repeat.ALL,
+                             ring_capacity=int(RING_SECONDS * SAMPLE_RATE),
+                             fifo_frames=int(FIFO_SECONDS * SAMPLE_RATE))
+        self.rig = Rig()
+        self.backend = self._backend()
+        self.profile = None  # the calibration profile used, if any
+        self.aligner = Aligner(self.backend.recorded, self.player.reference, self._latency(),
+                               hop=options.hop, sample_rate=self.backend.sample_rate)
+        if self.profile is not None and options.backend == "split":
+            self.aligner.set_clock_ratio(self.profile.clock_ratio)
+        self.drift = self._drift_tracker()
+        self.estimator = Estimator(
+            self.model, self.backend, self.aligner, self.feed, policy=options.policy,
+            smoothing=options.smoothing,
+            drift_ppm=None if self.drift is None else lambda: self.drift.drift_ppm)
+        if isinstance(self.backend, VirtualBackend) and not options.realtime:
+            self.backend.renderer = _PacedRenderer(
+                self.backend.renderer, self.backend, self.estimator,
+                -(-self.aligner.window // options.hop) * options.hop, options.hop)
+        self._started = False
+        self._stopped = False
+
+    # -- construction ---------------------------------------------------------------------
+
+    def _warm_up(self) -> None:
+        """First calls compile the feature kernels and size onnxruntime's buffers: do them
+        now, not on the first live window (which would then be late)."""
+        silence = np.zeros((4, WINDOW_SAMPLES), np.float32)
+        self.model.predict(window_features(silence, silence[:2]))
+
+    def _backend(self) -> AudioBackend:
+        o = self.options
+        if o.backend == "virtual":
+            scene = virtual_scene(o)
+            self.rig = scene.rig
+            # An exact end: a rig stopped from outside may render one block more than the
+            # estimator then sees.
+            stop_after = None if o.seconds is None else int(o.seconds * SAMPLE_RATE)
+            return VirtualBackend(self.player, scene, realtime=o.realtime,
+                                  ring_seconds=RING_SECONDS, stop_after=stop_after)
+        if o.backend == "duplex":
+            if o.device is None:
+                raise LiveError("the duplex backend needs a device; pass --device NAME (see "
+                                "`bgm2pose devices`)")
+            return DuplexBackend(self.player, _device(o.device), mic_convention=o.convention,
+                                 ring_seconds=RING_SECONDS)
+        if o.output_device is None or o.input_device is None:
+            raise LiveError("the split backend needs both devices; pass --output-device and "
+                            "--input-device (see `bgm2pose devices`)")
+        try:
+            split = importlib.import_module("bgm2pose.sensing.backend_split")
+        except ImportError as exc:
+            raise LiveError(f"split devices are not available in this build ({exc}); use one "
+                            "duplex device (--backend duplex)") from None
+        return split.SplitBackend(self.player, _device(o.output_device),
+                                  _device(o.input_device), convention=o.convention,
+                                  ring_seconds=RING_SECONDS)
+
+    def _device_pair(self) -> tuple[str, str]:
+        o = self.options
+        if o.backend == "duplex":
+            name = _device_name(o.device)
+            return name, name
+        return _device_name(o.output_device), _device_name(o.input_device)
+
+    def _latency(self) -> float:
+        o = self.options
+        if o.latency is not None:
+            return float(o.latency)
+        if o.backend == "virtual":
+            return 0.0
+        output, input_ = self._device_pair()
+        try:
+            profiles = importlib.import_module("bgm2pose.calibration.profiles")
+        except ImportError:
+            profile = None
+        else:
+            profile = profiles.load_profile(output, input_, self.backend.sample_rate)
+        if profile is None:
+            raise LiveError(f"no calibration for output {output!r} and input {input_!r}; run "
+                            "`bgm2pose calibrate` with these devices first, or pass --latency "
+                            "SAMPLES")
+        self.profile = profile
+        return float(profile.latency_samples)
+
+    def _drift_tracker(self):
+        if self.options.backend == "virtual":
+            return None
+        try:
+            drift = importlib.import_module("bgm2pose.calibration.drift")
+        except ImportError:
+            return None
+        # Split devices restart their relative timing every run: the tracker needs the
+        # profile's absolute flight time; one device keeps the latency it starts from.
+        split = self.options.backend == "split"
+        flight = self.profile.flight_samples if split and self.profile is not None else None
+        return drift.DriftTracker(self.backend.recorded, self.player.reference, self.aligner,
+                                  initial_latency=self.aligner.latency, track_clock=split,
+                                  flight_samples=flight, sample_rate=self.backend.sample_rate,
+                                  interval=DRIFT_INTERVAL_S[split])
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            raise LiveError("the live engine is already started; make a new one to run again")
+        self._started = True
+        if not isinstance(self.backend, VirtualBackend):
+            # The device callback needs the GIL within a period (~10 ms): make the worker
+            # threads hand it over after 1 ms instead of Python's default 5 ms, and keep the
+            # collector's full passes short by leaving everything loaded so far out of them.
+            sys.setswitchinterval(0.001)
+            gc.freeze()
+        self.player.start()
+        try:
+            self.backend.start()
+        except BaseException:
+            self.player.close()
+            self._stopped = True
+            raise
+        self.estimator.start()
+        if self.drift is not None:
+            self.drift.start()
+
+    def stop(self) -> None:
+        """Stop the audio, estimate the last complete windows, end the threads; idempotent.
+        What was recorded stays in the rings."""
+        if self._stopped or not self._started:
+            self._stopped = True
+            return
+        self._stopped = True
+        self.backend.stop()
+        self.estimator.finish()
+        if self.drift is not None:
+            self.drift.stop()
+        self.player.close()
+
+    @property
+    def running(self) -> bool:
+        return (self._started and not self._stopped and self.backend.running
+                and self.estimator.running)
+
+    def session_info(self, tool: str) -> SessionInfo:
+        """What a recording's session file says about this run (``tool``: who recorded)."""
+        options = self.options
+        virtual = options.backend == "virtual"
+        scene = getattr(self.backend, "scene", None)
+        subject = scene.subject if virtual and scene is not None else None
+        return SessionInfo(
+            sample_rate=self.backend.sample_rate, rig=self.rig.to_dict(),
+            subject={} if subject is None else {"name": subject.name, "height": subject.height,
+                                                "build": subject.build},
+            track=", ".join(t.name for t in self.player.tracks),
+            latency_samples=self.aligner.latency, mic_convention="internal",
+            provenance={"tool": tool, "backend": options.backend,
+                        **({"seed": options.seed} if virtual else {})})
+
+
+def _device(device: str) -> int | str:
+    """A device index given as text is an index, anything else a name."""
+    return int(device) if device.strip().isdigit() else device
+
+
+def _device_name(device: str | None) -> str:
+    """The name PortAudio gives the device (profiles are kept by name), or the text given."""
+    import sounddevice as sd
+
+    try:
+        return str(sd.query_devices(_device(device))["name"])
+    except (ValueError, sd.PortAudioError):
+        return str(device)

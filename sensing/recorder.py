@@ -1,0 +1,264 @@
+"""A crash-safe session recorder: streams the live rings into a session folder (``session``).
+
+A thread copies, from sample 0 on, the recorded ring (4 ch, internal B-format) to
+``mic.flac``, the reference ring (2 ch) to ``reference.flac`` and, on the virtual rig, the
+ground-truth poses to ``poses.npy``. ``session.toml`` is written at ``start`` (so even a
+killed recording is a session folder) and rewritten by ``stop`` with what the run found.
+
+Crash safety: every ``flush_s`` (at most 1 s) the files are made readable as they stand on
+disk. libsndfile writes a FLAC file's sample count into its STREAMINFO header only when it
+closes the file; a killed process would leave a count of 0 ("unknown"), which libsndfile
+cannot read back. So after each flush the recorder writes into that header the samples the
+encoder has certainly written out: whole FLAC blocks, less the one sample libFLAC holds back
+as look-ahead. ``poses.npy`` has a fixed-size header rewritten with the frame count. A
+killed recording therefore reads with ``session.read_session`` up to its last flush.
+
+Time base (as ``session``): both rings count from the backend's first callback, so mic sample
+n pairs with reference sample n - latency; pose frame f is at mic sample ``f * rate / 120``
+(``pose_offset_s`` 0), as ``AudioBackend.ground_truth`` defines it. Samples a ring lost
+before the recorder read them (it fell more than a ring behind) are written as silence and
+counted in ``lost_samples``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import tomli_w
+from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.ring import RingError, SampleRing
+from bgm2pose.sensing.session import MIC_FILE, POSES_FILE, REFERENCE_FILE, SESSION_FILE, SessionInfo
+
+POSE_FPS = 120
+_POSE_SHAPE = (21, 3)
+_CHUNK = 48_000  # samples copied per file per pass: bounded work and memory
+_NPY_HEADER = 128  # bytes, fixed so the frame count can be rewritten in place
+# Largest value a 24-bit sample holds; louder float samples would wrap, not clip.
+_FULL_SCALE = 1.0 - 2.0 ** -23
+_STREAMINFO_COUNT_BITS = 36
+
+
+class RecorderError(UserError, RuntimeError):
+    """A recording folder that cannot be used."""
+
+
+class _FlacStream:
+    """One FLAC file appended to, readable on disk after every ``flush``."""
+
+    def __init__(self, path: Path, channels: int, sample_rate: int):
+        self.path = path
+        self.written = 0
+        self._file = sf.SoundFile(path, "w", sample_rate, channels, subtype="PCM_24",
+                                  format="FLAC")
+
+    def write(self, audio: np.ndarray) -> None:
+        """Append ``(channels, n)`` samples."""
+        self._file.write(np.clip(audio, -_FULL_SCALE, _FULL_SCALE).T)
+        self.written += audio.shape[1]
+
+    def flush(self) -> None:
+        self._file.flush()
+        if self.written == 0:  # libsndfile writes the header with the first samples
+            return
+        with open(self.path, "r+b") as fh:
+            head = fh.read(26)
+            # STREAMINFO must be the file's first metadata block: "fLaC", block type 0.
+            if head[:4] != b"fLaC" or head[4] & 0x7F != 0:
+                raise RecorderError(f"{self.path} does not start with a FLAC STREAMINFO "
+                                    "block; this libsndfile cannot record crash-safely")
+            block = int.from_bytes(head[10:12], "big")  # the encoder's (max) block size
+            encoded = max(0, (self.written - 1) // block * block)
+            packed = int.from_bytes(head[18:26], "big")
+            packed = (packed >> _STREAMINFO_COUNT_BITS << _STREAMINFO_COUNT_BITS) | encoded
+            fh.seek(18)
+            fh.write(packed.to_bytes(8, "big"))
+
+    def close(self) -> None:
+        self._file.close()  # writes the true count (and checksum)
+
+
+class _PoseStream:
+    """``poses.npy`` appended to frame by frame; its header always states the frames on disk."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.frames = 0
+        self._fh = open(path, "w+b")
+        self._header()
+
+    def _header(self) -> None:
+        shape = (self.frames, *_POSE_SHAPE)
+        text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
+        prefix = b"\x93NUMPY\x01\x00"
+        body = text.ljust(_NPY_HEADER - len(prefix) - 2 - 1) + "\n"
+        self._fh.seek(0)
+        self._fh.write(prefix + len(body).to_bytes(2, "little") + body.encode("latin1"))
+
+    def write(self, poses: np.ndarray) -> None:
+        self._fh.seek(_NPY_HEADER + self.frames * 4 * _POSE_SHAPE[0] * _POSE_SHAPE[1])
+        self._fh.write(np.ascontiguousarray(poses, "<f4").tobytes())
+        self.frames += len(poses)
+
+    def flush(self) -> None:
+        self._fh.flush()  # frames first, then the header that counts them
+        self._header()
+        self._fh.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._fh.close()
+
+
+class SessionRecorder:
+    """Records the rings into ``folder`` from ``start`` to ``stop``; see the module docstring.
+
+    ``ground_truth(start_sample, n)`` (``AudioBackend.ground_truth``) gives the poses of the
+    frames in recorded samples [start_sample, start_sample + n), or None (no poses recorded).
+    """
+
+    def __init__(self, folder: str | Path, recorded: SampleRing, reference: SampleRing,
+                 info: SessionInfo,
+                 ground_truth: Callable[[int, int], np.ndarray | None] | None = None,
+                 flush_s: float = 0.5):
+        if not 0 < flush_s <= 1.0:
+            raise RecorderError(f"flush interval {flush_s} s must be in (0, 1]; a crash keeps "
+                                "the audio up to the last flush")
+        self.folder = Path(folder)
+        if (self.folder / SESSION_FILE).exists():
+            raise RecorderError(f"{self.folder} already holds a session; choose a new folder "
+                                "for the recording or delete the old one")
+        if recorded.channels != 4 or reference.channels != 2:
+            raise RecorderError(f"rings of {recorded.channels} and {reference.channels} "
+                                "channels given; a session records 4 mic and 2 reference "
+                                "channels")
+        self.recorded = recorded
+        self.reference = reference
+        self.info = info
+        self.ground_truth = ground_truth
+        self.flush_s = flush_s
+        self.lost_samples = 0
+        self.error: str | None = None
+        self._frame = info.sample_rate // POSE_FPS
+        self._streams: tuple[_FlacStream, _FlacStream] | None = None
+        self._poses: _PoseStream | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._started = datetime.now(UTC)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the files and start recording (call before the rings wrap, i.e. with the
+        backend, so sample 0 is still held)."""
+        if self._thread is not None:
+            raise RecorderError("the recorder is already started; call start() once")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            rate = self.info.sample_rate
+            self._streams = (_FlacStream(self.folder / MIC_FILE, 4, rate),
+                             _FlacStream(self.folder / REFERENCE_FILE, 2, rate))
+            if self.ground_truth is not None:
+                self._poses = _PoseStream(self.folder / POSES_FILE)
+            self._write_info(complete=False)
+        except OSError as exc:
+            raise RecorderError(f"cannot record into {self.folder} ({exc}); choose a folder "
+                                "you can write to") from None
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._thread.start()
+
+    def stop(self, latency_samples: float | None = None) -> Path:
+        """Write what is left in the rings, close the files and finish ``session.toml``
+        (with the final latency, if given); idempotent. Returns the folder."""
+        if self._thread is None:
+            return self.folder
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        if latency_samples is not None:
+            self.info.latency_samples = float(latency_samples)
+        for stream in self._streams:
+            stream.close()
+        if self._poses is not None:
+            self._poses.close()
+        self._write_info(complete=True)
+        return self.folder
+
+    @property
+    def seconds(self) -> float:
+        """Mic audio written so far."""
+        return 0.0 if self._streams is None else self._streams[0].written / self.info.sample_rate
+
+    # -- worker ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.flush_s):
+                self._copy()
+                self._flush()
+            self._copy()  # the rest, up to where the rings ended
+        except Exception as exc:  # disk full, ...: keep what is on disk, say why
+            self.error = f"the recording stopped: {type(exc).__name__}: {exc}"
+
+    def _copy(self) -> None:
+        mic, ref = self._streams
+        while True:
+            moved = self._move(self.recorded, mic) + self._move(self.reference, ref)
+            self._move_poses(mic.written)
+            if not moved:
+                return
+
+    def _move(self, ring: SampleRing, stream: _FlacStream) -> int:
+        """Copy up to one chunk of new samples from ``ring``; returns how many."""
+        start = stream.written
+        n = min(ring.end - start, _CHUNK)
+        if n <= 0:
+            return 0
+        try:
+            audio = ring.read(start, n)
+        except RingError:  # overwritten before we got to it: keep the timeline, say so
+            lost = min(n, max(ring.oldest, start + 1) - start)
+            self.lost_samples += lost
+            stream.write(np.zeros((ring.channels, lost), np.float32))
+            return lost
+        stream.write(audio)
+        return n
+
+    def _move_poses(self, mic_written: int) -> None:
+        if self._poses is None:
+            return
+        first, stop = self._poses.frames, -(-mic_written // self._frame)
+        if stop <= first:
+            return
+        try:
+            poses = self.ground_truth(first * self._frame, (stop - first) * self._frame)
+        except RingError:  # frames already forgotten: the pose file ends here
+            self._poses_gone()
+            return
+        if poses is None or len(poses) != stop - first:
+            return
+        self._poses.write(poses)
+
+    def _poses_gone(self) -> None:
+        self._poses.close()
+        self._poses = None
+        self.error = "the ground-truth poses fell out of the pose tape; poses.npy stops early"
+
+    def _flush(self) -> None:
+        for stream in self._streams:
+            stream.flush()
+        if self._poses is not None:
+            self._poses.flush()
+
+    def _write_info(self, complete: bool) -> None:
+        self.info.provenance = {
+            **self.info.provenance, "recorded": self._started.isoformat(timespec="seconds"),
+            "complete": complete, "lost_samples": self.lost_samples,
+            **({"error": self.error} if self.error else {}),
+        }
+        (self.folder / SESSION_FILE).write_text(tomli_w.dumps(asdict(self.info)))

@@ -1,0 +1,193 @@
+"""`bgm2pose run` as a user runs it (a subprocess): JSON lines, the summary, and the duplex path
+through a real JACK server into the virtual room, compared with the in-process virtual rig."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from bgm2pose.models.inference import PoseModel
+from bgm2pose.models.skeleton import normalise
+from bgm2pose.models.windows import window_poses
+from bgm2pose.sensing.features import window_features
+from bgm2pose.sensing.session import read_session
+from scipy.signal import correlate
+
+FS = 48_000
+HOP = 2_400
+WINDOW = 28_800
+
+
+def env() -> dict[str, str]:
+    """The environment now (the JACK fixture sets JACK_DEFAULT_SERVER), one BLAS thread."""
+    return dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+
+
+def run_cli(*args: str, timeout: float = 240) -> tuple[int, dict[str, str], str]:
+    """Run `bgm2pose run ARGS`; returns (exit code, summary table as a dict, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "bgm2pose.app.cli", "run", "--quiet", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env())
+    rows = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1)
+                for line in proc.stderr.splitlines() if re.search(r"\S\s{2,}\S", line))
+    return proc.returncode, rows, proc.stderr
+
+
+def captured_samples(rows: dict[str, str]) -> int:
+    return int(re.search(r"\((\d+) samples\)", rows["captured audio"]).group(1))
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def json_mae(lines: list[dict], truth: np.ndarray) -> float:
+    return float(np.mean(np.abs(np.array([r["pose"] for r in lines]) - truth)))
+
+
+def test_json_lines_hold_each_frame_once_in_capture_order(standin_model, tmp_path):
+    out = tmp_path / "poses.jsonl"
+    code, rows, err = run_cli("--fast", "--seconds", "2.5", "--model", str(standin_model),
+                              "--json-lines", str(out))
+    assert code == 0, err
+    lines = read_lines(out)
+    windows = int(rows["windows estimated"])
+    assert windows == (captured_samples(rows) // HOP * HOP - WINDOW) // HOP + 1
+    assert int(rows["windows dropped"]) == 0 and rows["backend"] == "virtual rig"
+    # The first window gives its 12 frames, every later one its newest frame.
+    assert len(lines) == 11 + windows
+    t = np.array([r["t"] for r in lines])
+    assert np.all(np.diff(t) > 0) and t[0] == 0.0
+    later = lines[12:]
+    np.testing.assert_allclose([r["t"] for r in later],
+                               [r["capture_time"] - 1 / 120 for r in later], atol=1e-6)
+    np.testing.assert_allclose(np.diff([r["capture_time"] for r in later]), HOP / FS)
+    for r in lines:
+        assert set(r) == {"seq", "t", "capture_time", "pose", "truth"}
+        assert np.shape(r["pose"]) == np.shape(r["truth"]) == (21, 3)
+    # The truth is normalised: hips at the origin, hip-spine length 1.
+    truth = np.array([r["truth"] for r in lines])
+    np.testing.assert_allclose(truth[:, 0, [0, 2]], 0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(truth[:, 1] - truth[:, 0], axis=-1), 1, atol=1e-4)
+    # Live MAE in the summary pools every window's 12 poses, the lines each frame once.
+    assert float(rows["MAE (normalised)"]) == pytest.approx(json_mae(lines, truth), rel=0.05)
+
+
+# ---------------------------------------------------------------- through JACK
+
+
+def _line(proc: subprocess.Popen, timeout: float) -> dict:
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        raise TimeoutError(f"the virtual room printed nothing for {timeout} s")
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError("the virtual room exited early")
+    return json.loads(line)
+
+
+@contextlib.contextmanager
+def virtual_room(server: str, tape: Path):
+    """The virtual room (scene S1, seeds 0) as its own process, keeping a tape of what it
+    heard and the poses it used; yields (ready line, dict that gets the stopped line)."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "bgm2pose.sensing.virtual_room",
+                                 "--server", server, "--tape", str(tape),
+                                 "--tape-seconds", "40"],
+                                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env())
+        stopped: dict = {}
+        try:
+            yield _line(proc, 60), stopped
+            proc.send_signal(signal.SIGINT)
+            stopped.update(_line(proc, 30))
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
+def duplex_take(server: str, model: Path, folder: Path) -> tuple[int, dict, str, Path, Path]:
+    tape = folder / "room.npz"
+    lines = folder / "duplex.jsonl"
+    with virtual_room(server, tape) as (ready, stopped):
+        latency = ready["delay_samples"] + 2 * ready["period"]  # see virtual_room's docstring
+        code, rows, err = run_cli("--backend", "duplex", "--device", "room", "--convention",
+                                  "internal", "--latency", str(latency), "--seconds", "20",
+                                  "--model", str(model), "--json-lines", str(lines),
+                                  "--record", str(folder / "session"))
+    assert stopped.get("error") is None, stopped
+    return code, rows, err, tape, lines
+
+
+def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
+        jack_server, standin_model, tmp_path):
+    for attempt in range(2):  # the loaded shared machine may xrun once; never pass silently
+        folder = tmp_path / f"take{attempt}"
+        folder.mkdir()
+        code, rows, err, tape_path, lines_path = duplex_take(jack_server, standin_model, folder)
+        assert code == 0, err
+        if int(rows["xruns"]) == 0 and int(rows["windows flagged"]) == 0:
+            break
+        print(f"\nattempt {attempt}: {rows['xruns']} xruns, {rows['windows flagged']} flagged "
+              "windows; taking it again")
+    assert int(rows["xruns"]) == 0, f"xruns in both takes:\n{err}"
+    captured = captured_samples(rows)
+    latency = float(rows["latency"].split()[0])
+    assert captured >= 20 * FS
+    # Every window from the first whose music was played (the ones before pair with reference
+    # samples before playback began: unavailable, counted as dropped) to the last complete.
+    first_end = -(-(WINDOW + round(latency)) // HOP) * HOP
+    assert int(rows["windows estimated"]) == (captured // HOP * HOP - first_end) // HOP + 1
+    assert int(rows["windows dropped"]) == (first_end - WINDOW) // HOP
+    assert int(rows["windows flagged"]) == 0
+    assert "MAE (normalised)" not in rows  # a real device: no ground truth in the run
+
+    # Ground truth offline: the room's poses at the run's recorded times. Recorded sample n
+    # pairs with reference n - latency, which the room heard (and rendered, with pose frame
+    # f at rendered sample 400 f) at room sample n - latency + offset.
+    tape = np.load(tape_path)
+    heard, poses = tape["input"], tape["poses"]
+    reference, _ = sf.read(folder / "session" / "reference.flac", dtype="float32")
+    reference = reference.T
+    probe = reference[0, 5 * FS:6 * FS]
+    offset = int(np.argmax(correlate(heard[0], probe, mode="valid", method="fft"))) - 5 * FS
+    np.testing.assert_allclose(heard[:, offset + FS:offset + 15 * FS],
+                               reference[:, FS:15 * FS], atol=2.0 ** -23)
+    lines = read_lines(lines_path)
+    # The live poses are the model's on the recording's aligned windows (each window's
+    # newest frame; every 25th window checked).
+    session = read_session(folder / "session")
+    model = PoseModel(standin_model)
+    shift = round(session.info.latency_samples)
+    for r in lines[12::25]:
+        end = round(r["capture_time"] * FS)
+        base = window_features(session.mic[:, end - WINDOW:end],
+                               session.reference[:, end - WINDOW - shift:end - shift])
+        np.testing.assert_allclose(r["pose"], model.predict(base)[-1], atol=1e-4)
+    frame = (np.array([r["t"] for r in lines]) * FS - latency + offset) / 400
+    truth = normalise(window_poses(poses, frame, 1)[:, 0])
+    duplex_mae = json_mae(lines, truth)
+
+    # The same scene and seed in process, measured the same way.
+    virtual_lines = tmp_path / "virtual.jsonl"
+    code, virtual_rows, err = run_cli("--fast", "--seconds", "20", "--model",
+                                      str(standin_model), "--json-lines", str(virtual_lines))
+    assert code == 0, err
+    vlines = read_lines(virtual_lines)
+    virtual_mae = json_mae(vlines, np.array([r["truth"] for r in vlines]))
+    print(f"\nduplex MAE {duplex_mae:.4f} ({len(lines)} frames), in-process MAE "
+          f"{virtual_mae:.4f} (live {virtual_rows['MAE (normalised)']}), room offset "
+          f"{offset} samples")
+    assert abs(duplex_mae - virtual_mae) <= 0.1 * virtual_mae

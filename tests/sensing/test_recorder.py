@@ -1,0 +1,113 @@
+"""The session recorder: a finished recording is the rings sample for sample, and a recording
+whose process is killed reads back with read_session up to its last flush."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+
+import numpy as np
+import pytest
+from bgm2pose.sensing.backend_virtual import VirtualBackend, VirtualScene
+from bgm2pose.sensing.player import Player
+from bgm2pose.sensing.recorder import RecorderError, SessionRecorder
+from bgm2pose.sensing.session import SessionInfo, read_session
+
+FS = 48_000
+LSB = 2.0 ** -23  # one step of a 24-bit sample
+
+
+def music(seconds: float) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return (0.1 * rng.standard_normal((2, int(seconds * FS)))).astype(np.float32)
+
+
+def test_a_finished_recording_holds_the_rings_and_the_ground_truth(tmp_path):
+    played = music(3.0)
+    player = Player([played], fifo_frames=played.shape[1] + FS)
+    player.pump()
+    scene = VirtualScene(motion_seed=4, noise_seed=4)
+    total = int(2.5 * FS) + 123
+    backend = VirtualBackend(player, scene, realtime=False, stop_after=total)
+    recorder = SessionRecorder(tmp_path / "take", backend.recorded, player.reference,
+                               SessionInfo(mic_convention="internal", latency_samples=0.0),
+                               ground_truth=backend.ground_truth, flush_s=0.2)
+    recorder.start()
+    with backend:
+        assert backend.wait(60)
+    folder = recorder.stop(latency_samples=12.5)
+
+    session = read_session(folder)
+    assert session.mic.shape == (4, total) and session.reference.shape == (2, total)
+    np.testing.assert_allclose(session.mic, backend.recorded.read(0, total), atol=LSB)
+    np.testing.assert_allclose(session.reference, played[:, :total], atol=LSB)
+    assert np.abs(session.mic).max() > 0.01
+    frames = -(-total // 400)
+    np.testing.assert_array_equal(session.poses, scene.motion().next(frames))
+    assert session.info.latency_samples == 12.5
+    assert session.info.provenance["complete"] is True
+    assert session.info.provenance["lost_samples"] == 0 and recorder.error is None
+
+
+_KILLED = """
+import sys, time
+import numpy as np
+from bgm2pose.sensing.backend_virtual import VirtualBackend, VirtualScene
+from bgm2pose.sensing.player import Player
+from bgm2pose.sensing.recorder import SessionRecorder
+from bgm2pose.sensing.session import SessionInfo
+rng = np.random.default_rng(1)
+played = (0.1 * rng.standard_normal((2, 30 * 48000))).astype(np.float32)
+player = Player([played], fifo_frames=played.shape[1] + 48000)
+player.pump()
+backend = VirtualBackend(player, VirtualScene(motion_seed=4, noise_seed=4), realtime=True)
+recorder = SessionRecorder(sys.argv[1], backend.recorded, player.reference,
+                           SessionInfo(mic_convention="internal"),
+                           ground_truth=backend.ground_truth, flush_s=0.5)
+recorder.start()
+backend.start()
+print("recording", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_recording_reads_back_up_to_its_last_flush(tmp_path):
+    folder = tmp_path / "killed"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(folder)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "recording"
+        time.sleep(3.0)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+
+    session = read_session(folder)
+    n = session.mic.shape[1]
+    # Flushed every 0.5 s while the rig ran in real time: at least 1.5 s survive.
+    assert n >= int(1.5 * FS), n
+    played = music(30.0)
+    m = session.reference.shape[1]
+    assert m >= int(1.5 * FS)
+    np.testing.assert_allclose(session.reference, played[:, :m], atol=LSB)
+    assert np.abs(session.mic).max() > 0.01 and np.all(np.isfinite(session.mic))
+    assert session.poses is not None and len(session.poses) >= int(1.5 * 120)
+    expected = VirtualScene(motion_seed=4, noise_seed=4).motion().next(len(session.poses))
+    np.testing.assert_array_equal(session.poses, expected)
+    info = tomllib.loads((folder / "session.toml").read_text())
+    assert info["provenance"]["complete"] is False
+
+
+def test_a_folder_with_a_session_is_not_overwritten(tmp_path):
+    player = Player([music(0.1)])
+    backend = VirtualBackend(player, VirtualScene(subject=None), realtime=False)
+    (tmp_path / "session.toml").write_text("")
+    with pytest.raises(RecorderError, match="already holds a session; choose a new folder"):
+        SessionRecorder(tmp_path, backend.recorded, player.reference, SessionInfo())
