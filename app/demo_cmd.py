@@ -1,38 +1,124 @@
-"""``bgm2pose demo``: the pipeline end to end on the built-in virtual rig.
+"""``bgm2pose demo``: the app on the virtual rig, with the bundled generated music and the
+shipped model: a virtual person moves between the speakers and the skeleton follows.
 
-Until the live engine and the trained demo model land, the demo renders a short take of a
-virtual person with the virtual rig, writes it as a session folder, and extracts the
-features the network reads from it.
+The demo keeps its settings in a temporary file, so the operator's saved playlist and device
+choice are neither used nor changed. Without a display (no DISPLAY / WAYLAND_DISPLAY) it
+says so, runs the same window and pipeline under a private Xvfb for ``--seconds``, prints the
+live figures as it goes and writes a PNG of the window to show what it would have displayed.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
-from bgm2pose.app.features_cmd import run as run_features
-from bgm2pose.sensing.sim.dataset import SimulationPlan, plan_jobs, render_job
+from bgm2pose.app.app_cmd import close_qt_application, qt_application
+from bgm2pose.app.xvfb import has_display, virtual_display
+from bgm2pose.models.inference import demo_model_path
+from bgm2pose.sensing.errors import UserError
+
+STARTUP_TIMEOUT_S = 180.0
+PRINT_EVERY_S = 3.0
+WINDOW_SIZE = (1600, 900)
+
+
+class DemoError(UserError, RuntimeError):
+    """The demo cannot run (no model, the pipeline did not start)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seconds", type=float, default=12.0,
-                   help="length of the simulated take (default: %(default)s)")
+    p.add_argument("--model", type=Path,
+                   help="exported model NAME.onnx (default: the shipped demo model)")
+    p.add_argument("--seconds", type=float, default=15.0,
+                   help="without a display: how long to run headless (default: %(default)s)")
+    p.add_argument("--screenshot", type=Path, default=Path("bgm2pose-demo.png"),
+                   help="without a display: PNG of the window (default: %(default)s)")
     p.add_argument("--subject", default="S1", help="virtual subject (default: %(default)s)")
-    p.add_argument("--track", default="jazz-0000",
-                   help="generated track <genre>-<seed> (default: %(default)s)")
-    p.add_argument("--out", type=Path,
-                   help="folder for the session (default: a temporary folder)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="motion and noise seed (default: %(default)s)")
+
+
+def _model(args: argparse.Namespace) -> Path:
+    if args.model is not None:
+        return args.model
+    path = demo_model_path()
+    if not path.is_file():
+        raise DemoError(f"no trained demo model is shipped in this build yet ({path} is "
+                        "missing); pass one with --model NAME.onnx (see 'bgm2pose export')")
+    return path
+
+
+def _window(args: argparse.Namespace, model: Path, folder: str):
+    from PyQt6.QtCore import QSettings
+
+    from bgm2pose.app.live_engine import LiveOptions
+    from bgm2pose.app.main_window import MainWindow
+
+    settings = QSettings(str(Path(folder) / "demo.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(LiveOptions(model=model, subject=args.subject, seed=args.seed),
+                        settings)
+    window.setWindowTitle("bgm2pose demo — virtual rig")
+    window.resize(*WINDOW_SIZE)
+    return window
 
 
 def run(args: argparse.Namespace) -> int:
-    out = args.out or Path(tempfile.mkdtemp(prefix="bgm2pose-demo-"))
-    plan = SimulationPlan(subjects=(args.subject,), tracks=(args.track,),
-                          minutes=args.seconds / 60)
-    (job,) = plan_jobs(plan)
-    print(f"demo: rendering {args.seconds:.0f} s of {job.track.name} heard by the virtual "
-          f"ambisonic mic while {job.subject.name} ({job.subject.height:.2f} m) moves "
-          "between the speakers and the mic")
-    folder = render_job(job, out, plan)
-    print(f"demo: session written to {folder}")
-    return run_features(argparse.Namespace(session=folder, out=None, hop_frames=12))
+    model = _model(args)
+    with tempfile.TemporaryDirectory(prefix="bgm2pose-demo-") as folder:
+        if has_display():
+            app = qt_application()
+            window = _window(args, model, folder)
+            window.show()
+            window.start()
+            return app.exec()
+        print("demo: no display (DISPLAY and WAYLAND_DISPLAY are unset), so no window opens; "
+              f"running the same pipeline headless for {args.seconds:g} s and drawing the "
+              f"window under Xvfb into {args.screenshot}")
+        with virtual_display(*WINDOW_SIZE):
+            try:
+                return _headless(args, model, folder)
+            finally:
+                close_qt_application()
+
+
+def _headless(args: argparse.Namespace, model: Path, folder: str) -> int:
+    from PyQt6 import QtCore, QtWidgets
+
+    from bgm2pose.app.main_window import status_text
+
+    app = qt_application()
+    window = _window(args, model, folder)
+    window.show()
+    window.start()
+    try:
+        if not window.wait_started(STARTUP_TIMEOUT_S):
+            raise DemoError(f"the live pipeline did not start: {window.live_label.text()}")
+        print(f"demo: live on the {window.engine.backend.name} with {model.name}; the skeleton "
+              "follows the virtual person")
+        t0 = last = time.monotonic()
+        while (now := time.monotonic()) - t0 < args.seconds:
+            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 20)
+            time.sleep(0.01)
+            if now - last >= PRINT_EVERY_S:
+                last = now
+                _, stats = window.engine.feed.latest()
+                if stats is not None:
+                    print(f"demo: {now - t0:4.0f} s  {status_text(stats)}", flush=True)
+        _, stats = window.engine.feed.latest()
+        args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+        if not window.screenshot().save(str(args.screenshot)):
+            raise DemoError(f"cannot write the screenshot {args.screenshot}; choose a "
+                            "writable path with --screenshot")
+    finally:
+        window.close()
+        QtWidgets.QApplication.processEvents()
+    if stats is None:
+        raise DemoError("the pipeline published no poses; run 'bgm2pose run' to see why")
+    print(f"demo: {stats.windows} windows estimated, {stats.windows_per_s:.1f} windows/s, "
+          f"inference {stats.inference_ms:.1f} ms, end-to-end {stats.e2e_ms:.0f} ms"
+          + (f", MAE {stats.mae:.3f}, PCKh@0.5 {100 * stats.pckh:.1f}%"
+             if stats.mae is not None else ""))
+    print(f"demo: screenshot written to {args.screenshot}")
+    return 0

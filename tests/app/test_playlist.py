@@ -1,0 +1,99 @@
+"""The playlist: files checked when added, bad ones marked with the reason and skipped by
+the real player, order and removal, folders and drag and drop, saved and restored."""
+
+from __future__ import annotations
+
+import numpy as np
+import soundfile as sf
+from PyQt6 import QtCore, QtGui
+
+from bgm2pose.app.playlist_panel import PlaylistPanel
+from bgm2pose.sensing.player import Player, Repeat, Track
+
+
+def _wav(path, seconds=0.5, hz=440.0, rate=48_000):
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, 0.3 * np.sin(2 * np.pi * hz * t), rate)
+    return path
+
+
+def _play(player: Player, seconds: float) -> None:
+    block = np.zeros((2400, 2), np.float32)
+    for _ in range(int(seconds * 48_000 / 2400)):
+        player.callback_fill(block)
+
+
+def test_bad_file_shows_its_reason_and_playback_continues_with_the_next(qtbot, settings,
+                                                                         tmp_path):
+    good1, good2 = _wav(tmp_path / "one.wav"), _wav(tmp_path / "two.wav", hz=660)
+    later_bad = _wav(tmp_path / "later.wav")
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("these are not samples")
+    panel = PlaylistPanel(settings)
+    qtbot.addWidget(panel)
+    panel.add_paths([good1, not_audio, later_bad, good2])
+
+    model = panel.model
+    assert model.entries[1].problem and "could not be decoded" in model.entries[1].problem
+    assert "notes.wav" in model.row_text(1) and model.entries[1].problem in model.row_text(1)
+    assert model.entries[0].problem is None and abs(model.entries[0].duration_s - 0.5) < 1e-6
+    # A file that was fine when added and broke before its turn: the player finds out.
+    later_bad.write_bytes(b"\0" * 10)
+
+    player = Player([Track.from_file(p) for p in model.paths()])
+    panel.attach(player, mirrors=True)
+    player.pump()  # decode in this thread: the whole (short) playlist fits the FIFO
+    _play(player, 0.6)  # through the first track
+    heard = []
+    for _ in range(20):
+        _play(player, 0.1)
+        panel.refresh()
+        heard.append(model.current)
+    assert 3 in heard, f"the player never reached the next good track: {heard}"
+    assert model.entries[2].problem and "later.wav" in model.entries[2].problem
+    assert "✗" in model.row_text(2)
+    assert "Skipped" in panel.now_playing.text()
+
+
+def test_reorder_remove_folder_and_drop(qtbot, settings, tmp_path):
+    music = tmp_path / "music"
+    (music / "sub").mkdir(parents=True)
+    a, b = _wav(music / "a.wav"), _wav(music / "sub" / "b.flac")
+    (music / "cover.jpg").write_bytes(b"jpeg")
+    c = _wav(tmp_path / "c.wav")
+    panel = PlaylistPanel(settings)
+    qtbot.addWidget(panel)
+    panel.add_paths([music])
+    assert panel.model.paths() == [a, b]
+
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(c))])
+    drop = QtGui.QDropEvent(QtCore.QPointF(5, 5), QtCore.Qt.DropAction.CopyAction, mime,
+                            QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier)
+    panel.dropEvent(drop)
+    assert panel.model.paths() == [a, b, c]
+
+    panel.view.setCurrentIndex(panel.model.index(2))
+    panel.move_selected(-1)
+    panel.move_selected(-1)
+    assert panel.model.paths() == [c, a, b]
+    panel.view.setCurrentIndex(panel.model.index(1))
+    panel.remove_selected()
+    assert panel.model.paths() == [c, b]
+
+
+def test_playlist_and_repeat_are_restored_in_the_next_session(qtbot, settings, tmp_path):
+    files = [_wav(tmp_path / f"{name}.wav") for name in ("x", "y")]
+    panel = PlaylistPanel(settings)
+    qtbot.addWidget(panel)
+    panel.add_paths(files)
+    panel.set_repeat(Repeat.ONE)
+    settings.sync()
+
+    again = PlaylistPanel(settings)
+    qtbot.addWidget(again)
+    assert again.model.paths() == files
+    assert again.repeat is Repeat.ONE
+    player = Player([Track.from_file(p) for p in files])
+    again.attach(player, mirrors=True)
+    assert player.repeat is Repeat.ONE
