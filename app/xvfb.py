@@ -27,6 +27,17 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a helper server (Xvfb, jackd), killing it if it does not exit within 5 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
 @contextlib.contextmanager
 def virtual_display(width: int = 1920, height: int = 1080, timeout: float = 15.0
                     ) -> Iterator[str]:
@@ -55,12 +66,7 @@ def virtual_display(width: int = 1920, height: int = 1080, timeout: float = 15.0
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
 
 
 def _read_display_number(fd: int, proc: subprocess.Popen, timeout: float) -> int:

@@ -24,27 +24,11 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from untrained import untrained_model  # noqa: E402
+
 GOAL_FPS = 30.0
 VIEW_SIZE = (1280, 720)
 WARM_UP_S = 2.0
-
-
-def untrained_model(folder: Path) -> Path:
-    import numpy as np
-    import torch
-
-    from bgm2pose.models.baselines import build_model
-    from bgm2pose.models.export import export_onnx
-    from bgm2pose.models.networks import preset
-    from bgm2pose.sensing.features import FeatureStats
-
-    torch.manual_seed(0)
-    stats = FeatureStats(mean=np.array([-60, -63, -64, -62, -50, -51, 0.1, -0.05, 0.2]),
-                         std=np.array([12, 11, 11, 12, 15, 15, 0.4, 0.3, 0.5]))
-    path = folder / "untrained.onnx"
-    export_onnx(build_model("bgm2pose", preset("cpu")).eval(), stats, path,
-                {"note": "untrained, for the GUI benchmark"})
-    return path
 
 
 def measure(model: Path, seconds: float) -> tuple[float, float, float]:

@@ -33,6 +33,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from bgm2pose.app.live_engine import LiveEngine, LiveOptions  # noqa: E402
 from bgm2pose.sensing.features import WINDOW_SAMPLES, window_features  # noqa: E402
+from untrained import untrained_model  # noqa: E402
 
 CPU_GOAL = 0.30
 E2E_GOAL_MS = 80.0
@@ -42,23 +43,6 @@ def thread_cpu(native_id: int) -> float:
     """CPU seconds (user + system) a thread of this process has used."""
     fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def export_cpu_preset(folder: Path) -> Path:
-    import torch
-    from bgm2pose.models.baselines import build_model
-    from bgm2pose.models.export import export_onnx
-    from bgm2pose.models.networks import preset
-    from bgm2pose.sensing.features import FeatureStats
-
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    stats = FeatureStats(mean=np.array([-60, -63, -64, -62, -50, -51, 0.1, -0.05, 0.2]),
-                         std=np.array([12, 11, 11, 12, 15, 15, 0.4, 0.3, 0.5]))
-    path = folder / "cpu.onnx"
-    export_onnx(build_model("bgm2pose", preset("cpu")).eval(), stats, path,
-                {"note": "untrained, for timing"})
-    return path
 
 
 def cpu_ms(fn, runs: int = 100) -> float:
@@ -114,7 +98,7 @@ def main() -> None:
     parser.add_argument("--hop", type=int, default=2400)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model or export_cpu_preset(Path(tmp))
+        model = args.model or untrained_model(Path(tmp))
         r = measure(model, args.seconds, args.hop)
     print(f"model {model.name if args.model else 'cpu preset (untrained)'}, hop {args.hop} "
           f"samples, {r['windows']} windows in {r['wall_s']:.1f} s, "

@@ -20,13 +20,13 @@ os.environ["OPENBLAS_NUM_THREADS"] = "1"
 os.environ["OMP_NUM_THREADS"] = "1"
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bgm2pose.app.live_engine import LiveEngine, LiveOptions  # noqa: E402
+from untrained import untrained_model  # noqa: E402
 
 FS = 48_000
 HOP = 2_400
@@ -41,15 +41,6 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def export_cpu_preset(folder: Path) -> Path:
-    """The same untrained cpu preset as ``live.py`` (loaded from there, not copied)."""
-    spec = importlib.util.spec_from_file_location("live_benchmark",
-                                                  Path(__file__).with_name("live.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.export_cpu_preset(folder)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=3.0)
@@ -57,7 +48,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model or export_cpu_preset(Path(tmp))
+        model = args.model or untrained_model(Path(tmp))
         engine = LiveEngine(LiveOptions(model=model, realtime=args.realtime))
         target = int(args.minutes * 60 * FS)
         samples: list[tuple[float, float]] = []  # (audio seconds, RSS MB)

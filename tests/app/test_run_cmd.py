@@ -3,15 +3,11 @@ through a real JACK server into the virtual room, compared with the in-process v
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import select
-import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -86,42 +82,10 @@ def test_json_lines_hold_each_frame_once_in_capture_order(standin_model, tmp_pat
 # ---------------------------------------------------------------- through JACK
 
 
-def _line(proc: subprocess.Popen, timeout: float) -> dict:
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        raise TimeoutError(f"the virtual room printed nothing for {timeout} s")
-    line = proc.stdout.readline()
-    if not line:
-        raise RuntimeError("the virtual room exited early")
-    return json.loads(line)
-
-
-@contextlib.contextmanager
-def virtual_room(server: str, tape: Path):
-    """The virtual room (scene S1, seeds 0) as its own process, keeping a tape of what it
-    heard and the poses it used; yields (ready line, dict that gets the stopped line)."""
-    with tempfile.TemporaryFile("w+") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "bgm2pose.sensing.virtual_room",
-                                 "--server", server, "--tape", str(tape),
-                                 "--tape-seconds", "40"],
-                                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env())
-        stopped: dict = {}
-        try:
-            yield _line(proc, 60), stopped
-            proc.send_signal(signal.SIGINT)
-            stopped.update(_line(proc, 30))
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-
-
-def duplex_take(server: str, model: Path, folder: Path) -> tuple[int, dict, str, Path, Path]:
+def duplex_take(virtual_room, model: Path, folder: Path) -> tuple[int, dict, str, Path, Path]:
     tape = folder / "room.npz"
     lines = folder / "duplex.jsonl"
-    with virtual_room(server, tape) as (ready, stopped):
+    with virtual_room("--tape", str(tape), "--tape-seconds", "40") as (ready, stopped):
         latency = ready["delay_samples"] + 2 * ready["period"]  # see virtual_room's docstring
         code, rows, err = run_cli("--backend", "duplex", "--device", "room", "--convention",
                                   "internal", "--latency", str(latency), "--seconds", "20",
@@ -132,11 +96,11 @@ def duplex_take(server: str, model: Path, folder: Path) -> tuple[int, dict, str,
 
 
 def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
-        jack_server, standin_model, tmp_path):
+        virtual_room, standin_model, tmp_path):
     for attempt in range(2):  # the loaded shared machine may xrun once; never pass silently
         folder = tmp_path / f"take{attempt}"
         folder.mkdir()
-        code, rows, err, tape_path, lines_path = duplex_take(jack_server, standin_model, folder)
+        code, rows, err, tape_path, lines_path = duplex_take(virtual_room, standin_model, folder)
         assert code == 0, err
         if int(rows["xruns"]) == 0 and int(rows["windows flagged"]) == 0:
             break

@@ -4,13 +4,6 @@ same in every repeat; the split backend (two streams) measures one clock."""
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import signal
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 import pytest
@@ -25,29 +18,11 @@ FS = 48_000
 
 
 @pytest.fixture(scope="module")
-def room(jack_server):
+def room(virtual_room):
     """An empty virtual room as its own process; yields its ready line."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    with tempfile.TemporaryFile("w+") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "bgm2pose.sensing.virtual_room",
-                                 "--server", jack_server, "--subject", "none"],
-                                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-        try:
-            ready, _, _ = select.select([proc.stdout], [], [], 60)
-            line = proc.stdout.readline() if ready else ""
-            if not line:
-                stderr.seek(0)
-                pytest.fail(f"the virtual room did not start: {stderr.read()}")
-            refresh_devices()
-            yield json.loads(line)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
+    with virtual_room("--subject", "none") as (ready, _):
+        refresh_devices()
+        yield ready
 
 
 def flight() -> np.ndarray:

@@ -3,14 +3,6 @@ compared sample for sample with the offline renderer; device errors; the duplex 
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import select
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -191,41 +183,6 @@ def test_a_device_with_two_inputs_is_refused(jack_server):
 # ---------------------------------------------------------------- through JACK
 
 
-def _line(proc: subprocess.Popen, timeout: float) -> dict:
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        raise TimeoutError(f"the virtual room printed nothing for {timeout} s")
-    line = proc.stdout.readline()
-    if not line:
-        proc.stderr.seek(0)
-        raise RuntimeError(f"the virtual room exited early: {proc.stderr.read()}")
-    return json.loads(line)
-
-
-@contextlib.contextmanager
-def virtual_room(server: str, *args: str):
-    """The virtual room as its own process (as `bgm2pose virtual-room` runs it); yields
-    (ready line, dict that receives the stopped line). Killed if it does not stop."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    # stderr to a file: JACK's chatter must never fill a pipe and block the room.
-    with tempfile.TemporaryFile("w+") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "bgm2pose.sensing.virtual_room",
-                                 "--server", server, *args],
-                                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-        proc.stderr = stderr
-        stopped: dict = {}
-        try:
-            yield _line(proc, 60), stopped
-            proc.send_signal(signal.SIGINT)
-            stopped.update(_line(proc, 20))
-            assert proc.wait(timeout=20) == 0, "the virtual room failed on stopping"
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-
-
 # A device flags an xrun a few periods after the glitch it reports, and on JACK the loop's
 # latency may have moved by whole periods after it: takes are compared up to their first
 # flagged xrun, less this margin.
@@ -265,11 +222,11 @@ def record_through(device: str, music: np.ndarray, convention: str) -> Take:
                 backend.recorded.read(0, end), stats, min(end, first - XRUN_MARGIN))
 
 
-def test_jack_loopback_records_the_room_rendering_at_one_constant_delay(jack_server, tmp_path):
+def test_jack_loopback_records_the_room_rendering_at_one_constant_delay(virtual_room, tmp_path):
     tape_path = tmp_path / "room.npz"
     scene = VirtualScene()  # the room's defaults: subject S1, seeds 0
     takes = []
-    with virtual_room(jack_server, "--tape", str(tape_path), "--tape-seconds", "60") as (
+    with virtual_room("--tape", str(tape_path), "--tape-seconds", "60") as (
             ready, stopped):
         refresh_devices()
         for seed, convention in [(10, "internal"), (11, "ambix")]:
