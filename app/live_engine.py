@@ -103,29 +103,6 @@ def virtual_scene(options: LiveOptions) -> VirtualScene:
                         noise_seed=options.seed)
 
 
-class _PacedRenderer:
-    """Stands in for a fast virtual rig's renderer: before rendering a block it waits until
-    the estimator has handled every window that ends before the block, so the rig is never
-    more than one hop ahead and no window is skipped."""
-
-    def __init__(self, renderer, backend: VirtualBackend, estimator: Estimator,
-                 first_end: int, hop: int):
-        self._renderer = renderer
-        self._backend = backend
-        self._estimator = estimator
-        self._first_end = first_end
-        self._hop = hop
-
-    def process(self, music: np.ndarray) -> np.ndarray:
-        start = self._backend.recorded.end
-        if start >= self._first_end:
-            waited = 0.0
-            while (self._backend.running and waited < _PACE_TIMEOUT_S
-                   and not self._estimator.wait_for_progress(start - self._hop + 1, 0.05)):
-                waited += 0.05
-        return self._renderer.process(music)
-
-
 class LiveEngine:
     def __init__(self, options: LiveOptions):
         self.options = options
@@ -159,11 +136,21 @@ class LiveEngine:
             smoothing=options.smoothing,
             drift_ppm=None if self.drift is None else lambda: self.drift.drift_ppm)
         if isinstance(self.backend, VirtualBackend) and not options.realtime:
-            self.backend.renderer = _PacedRenderer(
-                self.backend.renderer, self.backend, self.estimator,
-                -(-self.aligner.window // options.hop) * options.hop, options.hop)
+            self.backend.pace = self._wait_for_estimator
         self._started = False
         self._stopped = False
+
+    def _wait_for_estimator(self, start: int) -> None:
+        """Fast virtual rig: hold the block starting at recorded sample ``start`` until the
+        estimator has handled every window that ends before it, so the rig is never more
+        than one hop ahead and no window is skipped."""
+        hop = self.options.hop
+        if start < -(-self.aligner.window // hop) * hop:  # before the first window's end
+            return
+        waited = 0.0
+        while (self.backend.running and waited < _PACE_TIMEOUT_S
+               and not self.estimator.wait_for_progress(start - hop + 1, 0.05)):
+            waited += 0.05
 
     # -- construction ---------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,6 +144,9 @@ class VirtualBackend(AudioBackend):
         self.realtime = realtime
         self.blocksize = blocksize
         self.stop_after = stop_after  # samples after which the rig stops by itself
+        # Fast mode: called with the next block's first recorded sample before it is made, so
+        # a consumer can hold the rig back (the live engine waits for its estimator).
+        self.pace: Callable[[int], None] | None = None
         self.recorded = SampleRing(MIC_CHANNELS, int(ring_seconds * self.sample_rate))
         self.frame_samples = self.sample_rate // POSE_FPS
         self.renderer, self.poses = scene.build(int((ring_seconds + 1) * POSE_FPS))
@@ -210,6 +214,8 @@ class VirtualBackend(AudioBackend):
                     n = min(n, self.stop_after - self.recorded.end)
                     if n <= 0:
                         break
+                if self.pace is not None:
+                    self.pace(self.recorded.end)
                 out = self._out[:n]
                 self.player.callback_fill(out)
                 rendered = self.renderer.process(out.T)
