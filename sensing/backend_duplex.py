@@ -21,6 +21,9 @@ turns False, ``stats().error`` says why, and ``recorded`` keeps everything captu
 
 from __future__ import annotations
 
+import atexit
+import threading
+
 import numpy as np
 
 from bgm2pose.sensing.backends import (MIC_CHANNELS, SPEAKER_CHANNELS, AudioBackend,
@@ -102,6 +105,35 @@ def check_device(device: int | str, inputs: int, outputs: int, sample_rate: int)
     return name
 
 
+CLOSE_TIMEOUT_S = 2.0
+
+
+def release_stream(stream) -> bool:
+    """Stop and close a PortAudio stream; False if that did not finish within
+    ``CLOSE_TIMEOUT_S``. A stream whose device vanished can block PortAudio for good (with
+    JACK, when the server died, Pa_StopStream waits for a process cycle that never comes), so
+    the closing runs in a daemon thread and is given up on rather than hanging the program
+    and what it still has to save."""
+    import sounddevice as sd
+
+    def close() -> None:
+        try:
+            stream.stop()
+        except sd.PortAudioError:  # the device is already gone; closing is all that is left
+            pass
+        finally:
+            stream.close(ignore_errors=True)
+            done.set()
+
+    done = threading.Event()
+    threading.Thread(target=close, name="close-stream", daemon=True).start()
+    if done.wait(CLOSE_TIMEOUT_S):
+        return True
+    # sounddevice terminates PortAudio at exit, which would block on the same dead stream.
+    atexit.unregister(sd._exit_handler)
+    return False
+
+
 def open_error(name: str, exc: Exception) -> BackendError:
     return BackendError(f"audio device {name!r} cannot be opened ({exc}); close other programs "
                         "using it or pick another device with `bgm2pose devices`")
@@ -154,18 +186,13 @@ class DuplexBackend(AudioBackend):
         stream.start()
 
     def stop(self) -> None:
-        import sounddevice as sd
-
         stream, self._stream = self._stream, None
         if stream is None:
             return
         self._stopping = True
-        try:
-            stream.stop()
-        except sd.PortAudioError:  # the device is already gone; closing is all that is left
-            pass
-        finally:
-            stream.close(ignore_errors=True)
+        if not release_stream(stream) and self._error is None:
+            self._error = (f"audio device {self.name!r} stopped responding and could not be "
+                           "closed; check that it (or its JACK server) is still there")
 
     @property
     def running(self) -> bool:

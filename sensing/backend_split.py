@@ -16,7 +16,7 @@ its takes: ``separate_clocks``) and online tracking (``calibration.drift.DriftTr
 
 from __future__ import annotations
 
-from bgm2pose.sensing.backend_duplex import MicConverter, check_device, open_error
+from bgm2pose.sensing.backend_duplex import MicConverter, check_device, open_error, release_stream
 from bgm2pose.sensing.backends import (MIC_CHANNELS, SPEAKER_CHANNELS, AudioBackend, BackendError,
                                        BackendStats)
 from bgm2pose.sensing.player import Player
@@ -72,17 +72,12 @@ class SplitBackend(AudioBackend):
             stream.start()
 
     def stop(self) -> None:
-        import sounddevice as sd
-
         streams, self._streams = self._streams, []
         self._stopping = True
         for stream in reversed(streams):
-            try:
-                stream.stop()
-            except sd.PortAudioError:  # the device is already gone
-                pass
-            finally:
-                stream.close(ignore_errors=True)
+            if not release_stream(stream) and self._error is None:
+                self._error = (f"audio devices {self.name!r} stopped responding and could not "
+                               "be closed; check that they (or their JACK server) are there")
 
     @property
     def running(self) -> bool:

@@ -1,12 +1,15 @@
 """Fixtures shared by every test folder.
 
-``virtual_room``: starts the virtual rig as a JACK client in its own process on that server
-(as ``bgm2pose virtual-room`` runs it): ``with virtual_room(*cli_args) as (ready, stopped)``.
-
 ``jack_server``: a real JACK server (dummy driver, 48 kHz, period 512) for the whole session,
 named uniquely per test run, with ``JACK_DEFAULT_SERVER`` pointing at it. PortAudio is shut
 down before the server stops (otherwise its JACK host API aborts the process); a test that
 starts a JACK client after PortAudio initialised calls ``backends.refresh_devices()``.
+
+``own_jack_server``: (name, process) of a JACK server of one test's own, for tests that kill it.
+
+``virtual_room``: starts the virtual rig as a JACK client in its own process on the session's
+server (as ``bgm2pose virtual-room`` runs it): ``with virtual_room(*cli_args) as (ready,
+stopped)``; ``room_on(server, *cli_args, stop_cleanly=True)`` does it on any server.
 """
 
 from __future__ import annotations
@@ -30,38 +33,55 @@ JACK_RATE = 48_000
 JACK_PERIOD = 512
 
 
-@pytest.fixture(scope="session")
-def jack_server(tmp_path_factory):
-    """Name of a running JACK server (dummy driver) that lives for the test session."""
+@contextlib.contextmanager
+def _jackd(name: str, log_path):
+    """A JACK server (dummy driver) named ``name``, running; yields its process."""
     missing = [tool for tool in ("jackd", "jack_wait") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"{' and '.join(missing)} not installed; scripts/setup.sh installs jackd2")
-    name = f"bgm2pose-test-{os.getpid()}"
-    log_path = tmp_path_factory.mktemp("jack") / "jackd.log"
     with open(log_path, "w") as log:
         # A new session, so a Ctrl-C aimed at pytest does not kill the server mid-test.
         proc = subprocess.Popen(
             ["jackd", "-n", name, "-d", "dummy", "-r", str(JACK_RATE), "-p", str(JACK_PERIOD)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
-    previous = os.environ.get("JACK_DEFAULT_SERVER")
     try:
         try:
             subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True,
                            capture_output=True, timeout=20)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
             pytest.fail(f"jackd did not come up within 10 s; its log:\n{log_path.read_text()}")
-        os.environ["JACK_DEFAULT_SERVER"] = name
-        yield name
+        yield proc
     finally:
-        sd = sys.modules.get("sounddevice")
-        while sd is not None and sd._initialized:  # PortAudio's JACK client leaves first
-            sd._terminate()
         stop_process(proc)
-        if previous is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = previous
+
+
+@pytest.fixture(scope="session")
+def jack_server(tmp_path_factory):
+    """Name of a running JACK server (dummy driver) that lives for the test session."""
+    name = f"bgm2pose-test-{os.getpid()}"
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    with _jackd(name, tmp_path_factory.mktemp("jack") / "jackd.log"):
+        os.environ["JACK_DEFAULT_SERVER"] = name
+        try:
+            yield name
+        finally:
+            sd = sys.modules.get("sounddevice")
+            while sd is not None and sd._initialized:  # PortAudio's JACK client leaves first
+                sd._terminate()
+            if previous is None:
+                os.environ.pop("JACK_DEFAULT_SERVER", None)
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = previous
+
+
+@pytest.fixture
+def own_jack_server(tmp_path):
+    """(name, process) of a JACK server of this test's own, for tests that kill it; this
+    process never connects to it (use it from subprocesses only)."""
+    name = f"bgm2pose-own-{os.getpid()}-{id(tmp_path)}"
+    with _jackd(name, tmp_path / "jackd.log") as proc:
+        yield name, proc
 
 
 def _room_line(proc: subprocess.Popen, timeout: float) -> dict:
@@ -77,9 +97,9 @@ def _room_line(proc: subprocess.Popen, timeout: float) -> dict:
 
 
 @contextlib.contextmanager
-def _virtual_room(server: str, *args: str):
-    """Yields (ready line, dict that receives the stopped line); the room must stop cleanly
-    on SIGINT, and is killed if it does not."""
+def _virtual_room(server: str, *args: str, stop_cleanly: bool = True):
+    """Yields (ready line, dict that receives the stopped line); with ``stop_cleanly`` the
+    room must stop cleanly on SIGINT. Killed if it is still there at the end."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     # stderr to a file: JACK's chatter must never fill a pipe and block the room.
     with tempfile.TemporaryFile("w+") as stderr:
@@ -90,9 +110,10 @@ def _virtual_room(server: str, *args: str):
         stopped: dict = {}
         try:
             yield _room_line(proc, 60), stopped
-            proc.send_signal(signal.SIGINT)
-            stopped.update(_room_line(proc, 30))
-            assert proc.wait(timeout=30) == 0, "the virtual room failed on stopping"
+            if stop_cleanly:
+                proc.send_signal(signal.SIGINT)
+                stopped.update(_room_line(proc, 30))
+                assert proc.wait(timeout=30) == 0, "the virtual room failed on stopping"
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -105,3 +126,9 @@ def virtual_room(jack_server):
     """``virtual_room(*args)``: the virtual room on the test JACK server, see the module
     docstring."""
     return functools.partial(_virtual_room, jack_server)
+
+
+@pytest.fixture(scope="session")
+def room_on():
+    """``room_on(server, *args, stop_cleanly=True)``: the virtual room on any JACK server."""
+    return _virtual_room
