@@ -290,14 +290,24 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- recording ------------------------------------------------------------------------------
 
     def toggle_recording(self) -> None:
-        """Record: (re)start the pipeline with a recorder (it copies the rings from their
-        first sample); stop recording: close the session, the pipeline keeps running."""
+        """Record: a recorder joins the running pipeline at the rings' current end (nothing
+        restarts), or, with none running, the pipeline starts with a recorder from its first
+        sample; stop recording: close the session, the pipeline keeps running."""
         if self.record_action.isChecked():
-            if self._recorder is not None or self._starting is not None:
+            if self._recorder is not None:
+                return
+            if self._starting is not None:  # the engine is not there yet to join
+                self.record_action.setChecked(False)
                 return
             folder = new_session_folder(recordings_folder(self.settings))
-            self.stop()
-            self.start(record_to=folder)
+            if self.engine is None:
+                self.start(record_to=folder)
+                return
+            try:
+                self._recorder = start_recorder(self.engine, folder, from_now=True)
+            except UserError as exc:
+                self.record_action.setChecked(False)
+                self.statusBar().showMessage(f"Cannot record: {exc}", 15_000)
         elif self._recorder is not None:
             self._finish_recording(self.engine)
 

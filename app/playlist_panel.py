@@ -5,16 +5,18 @@ The panel edits a ``PlaylistModel`` and, while the live pipeline runs, drives it
 (``attach``). Row i is player track i when the player was built from this playlist
 (``mirrors=True``); a player of the bundled generated music (empty playlist) is only shown.
 
-What the player cannot take while it plays goes through signals to the window that owns the
-pipeline: ``restart_requested`` when rows were removed or reordered (the player's track
-indices would no longer match), or files were added to a player that does not mirror the
-playlist; ``play_requested`` for play with no pipeline running. Added files are appended to a
-mirroring player directly. ``refresh`` (on the window's timer) copies the player's status
+Edits reach a mirroring player while it plays (``Player.set_tracks``: added, removed and
+reordered rows; the track playing plays on, a removed one to its end, and the new order
+follows). What the player cannot take goes through signals to the window that owns the
+pipeline: ``restart_requested`` when the last row was removed (the pipeline falls back to the
+bundled music) or the list was edited while a player of the bundled music plays;
+``play_requested`` for play with no pipeline running. ``refresh`` (on the window's timer) copies the player's status
 into the model: the playing row, its position, and the tracks it skipped with the reason.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PyQt6 import QtCore, QtGui, QtWidgets
@@ -125,7 +127,7 @@ class PlaylistPanel(QtWidgets.QWidget):
             return
         first = len(self.player.tracks)
         finished = self.player.status().finished
-        self.player.tracks.extend(Track.from_file(e.path) for e in new)
+        self.player.set_tracks([*self.player.tracks, *(Track.from_file(e.path) for e in new)])
         if finished:
             self.player.select(first)
 
@@ -133,7 +135,9 @@ class PlaylistPanel(QtWidgets.QWidget):
         rows = [i.row() for i in self.view.selectionModel().selectedRows()]
         if rows:
             self.model.remove(rows)
-            self._structure_changed()
+            gone = set(rows)
+            self._structure_changed(lambda tracks: [t for i, t in enumerate(tracks)
+                                                    if i not in gone])
 
     def move_selected(self, offset: int) -> None:
         rows = [i.row() for i in self.view.selectionModel().selectedRows()]
@@ -142,11 +146,22 @@ class PlaylistPanel(QtWidgets.QWidget):
         target = self.model.move(rows[0], offset)
         if target != rows[0]:
             self.view.setCurrentIndex(self.model.index(target))
-            self._structure_changed()
 
-    def _structure_changed(self) -> None:
+            def moved(tracks: list[Track]) -> list[Track]:
+                tracks.insert(target, tracks.pop(rows[0]))
+                return tracks
+
+            self._structure_changed(moved)
+
+    def _structure_changed(self, edit: Callable[[list[Track]], list[Track]]) -> None:
+        """Save the list and give a mirroring player the same ``edit`` of its tracks."""
         self.model.save(self.settings)
-        if self.player is not None:
+        if self.player is None:
+            return
+        tracks = edit(list(self.player.tracks)) if self.mirrors else []
+        if tracks:
+            self.player.set_tracks(tracks)
+        else:
             self.restart_requested.emit()
 
     def _add_files_dialog(self) -> None:

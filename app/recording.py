@@ -1,7 +1,9 @@
 """The record button's side: a crash-safe session folder of a live run (``sensing.recorder``).
 
-The recorder copies the rings from sample 0 on, so it starts together with the engine (the
-window restarts the pipeline when Record is pressed); sessions go to a new folder
+Record on a running pipeline joins it: the recorder copies the rings from their current end
+(rounded down to a whole pose frame, so the session's ``pose_offset_s`` is 0) and nothing
+restarts. With no pipeline running, the window starts one with a recorder that copies the
+rings from their first sample. Sessions go to a new folder
 ``session-YYYYmmdd-HHMMSS`` under the recordings folder (``RECORDINGS_KEY`` in the app
 settings, default ``~/bgm2pose-sessions``). The rings hold internal B-format, so the session's
 mic convention is "internal" whatever the device's.
@@ -15,7 +17,7 @@ from pathlib import Path
 from PyQt6.QtCore import QSettings
 
 from bgm2pose.app.live_engine import LiveEngine
-from bgm2pose.sensing.recorder import SessionRecorder
+from bgm2pose.sensing.recorder import POSE_FPS, SessionRecorder
 
 RECORDINGS_KEY = "recording/folder"
 
@@ -35,10 +37,16 @@ def new_session_folder(root: Path) -> Path:
     return folder
 
 
-def start_recorder(engine: LiveEngine, folder: Path) -> SessionRecorder:
-    """A started recorder of ``engine``'s rings (and ground truth on the virtual rig); call
-    before ``engine.start()`` so the first samples are still in the rings."""
+def start_recorder(engine: LiveEngine, folder: Path, from_now: bool = False) -> SessionRecorder:
+    """A started recorder of ``engine``'s rings (and ground truth on the virtual rig): from the
+    rings' first sample (call before ``engine.start()``), or ``from_now`` on a running engine:
+    from the rings' current end, rounded down to a whole pose frame."""
+    first = 0
+    if from_now:
+        frame = engine.backend.sample_rate // POSE_FPS
+        first = engine.backend.recorded.end // frame * frame
     recorder = SessionRecorder(folder, engine.backend.recorded, engine.player.reference,
-                               engine.session_info("bgm2pose app"), ground_truth=engine.backend.ground_truth)
+                               engine.session_info("bgm2pose app"),
+                               ground_truth=engine.backend.ground_truth, first_sample=first)
     recorder.start()
     return recorder

@@ -6,8 +6,8 @@ Three parties share a Player without locks:
 - the audio callback calls ``callback_fill(out)``: it copies the next FIFO samples into ``out``
   (``(frames, 2)`` float32, channels last as PortAudio has it) and writes exactly ``out`` into
   ``reference``, so the reference ring holds what was played, by sample index;
-- control calls (``next``, ``previous``, ``select``, ``pause``, ``resume``, ``set_repeat``)
-  and ``status`` come from any other thread (GUI, command line).
+- control calls (``next``, ``previous``, ``select``, ``set_tracks``, ``pause``, ``resume``,
+  ``set_repeat``) and ``status`` come from another thread (GUI, command line; one at a time).
 
 Track boundaries travel beside the samples as (FIFO index, track) records, published before the
 samples they precede, so the callback knows the exact sample where a track starts and marks
@@ -15,6 +15,18 @@ TRACK_CHANGE there in ``reference.events``. A skip (next/previous/select) is a b
 "flush" bit: the callback jumps straight to it, dropping the old track's queued samples. The
 decoder keeps ``block_frames`` of the FIFO free during normal decode-ahead so that the first
 block of a skipped-to track always fits and the switch plays without a gap.
+
+Track identity: a track gets an id when it enters the playlist, and the boundary records and
+the callback's playing track hold ids, not list positions, so ``set_tracks`` can reorder,
+remove or add tracks while playing without touching what the callback reads. The decoder
+applies it like the other commands: the track playing plays on (a removed one to its end),
+and what follows it is the new order's next track. Samples of other tracks already queued
+behind it that the new order does not want are cut with a handshake: the decoder posts the
+boundary to cut at (``_cut_seq``), and the callback, at its next start, either accepts (it
+has not reached that boundary: it plays no further than it until the cut is done) or refuses
+(it is already past it; the decoder plans again from the new track). Only then does the
+decoder rewind its FIFO end to the boundary and queue the new next track there, so the cut
+costs no gap as long as the new track is decoded before the queued samples run out.
 
 Silence: pause plays silence (marked PAUSE), keeps sample indices moving and holds the track
 position; an empty FIFO while a track is due plays silence, counted in ``underflows`` and marked
@@ -28,6 +40,7 @@ Skipping: a track whose loader raises a ``UserError`` (``AudioFileError`` for a 
 from __future__ import annotations
 
 import functools
+import math
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -75,7 +88,8 @@ class SkippedTrack:
 
 @dataclass(frozen=True)
 class PlayerStatus:
-    track: int | None  # index of the track playing; None before the first and after the last
+    track: int | None  # index of the track playing; None before the first, after the last and
+    # while a track removed from the playlist plays out
     track_name: str | None
     position_s: float  # seconds played of the current track
     paused: bool
@@ -98,8 +112,13 @@ class Player:
                 f"the FIFO ({fifo_frames} frames) must hold at least two decoder blocks of "
                 f"{block_frames} frames; make it larger"
             )
-        self.tracks = [t if isinstance(t, Track) else _array_track(i, t)
-                       for i, t in enumerate(tracks)]
+        listed = tuple(t if isinstance(t, Track) else _array_track(i, t)
+                       for i, t in enumerate(tracks))
+        ids = tuple(range(len(listed)))
+        self._names = {i: t.name for i, t in zip(ids, listed)}  # every id ever given
+        self._next_id = len(listed)
+        self._requested = (listed, ids)  # controls: the playlist as last set
+        self._listing = (listed, ids)  # decoder and status: the playlist as applied
         self.block_frames = block_frames
         self.sample_rate = sample_rate
         self.reference = SampleRing(2, ring_capacity)
@@ -109,32 +128,42 @@ class Player:
         self._fifo_end = 0  # decoder: FIFO index one past the newest published sample
         self._read = 0  # callback: FIFO index of the next sample to play
         self._b_index = np.zeros(_BOUNDARY_SLOTS, np.int64)
-        self._b_track = np.zeros(_BOUNDARY_SLOTS, np.int32)
+        self._b_track = np.zeros(_BOUNDARY_SLOTS, np.int64)  # track ids
         self._b_flush = np.zeros(_BOUNDARY_SLOTS, bool)
         self._b_count = 0  # decoder: boundaries published
         self._b_next = 0  # callback: boundaries applied
 
         # Callback state.
         self._paused = False
-        self._playing: int | None = None
+        self._playing: int | None = None  # track id, END, or None before the first boundary
         self._track_pos = 0
         self._underflows = 0
 
         # Decoder state.
-        self._commands: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._primed = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
         self._error: Exception | None = None
-        self._broken: dict[int, SkippedTrack] = {}
-        self._cache: tuple[int, np.ndarray] | None = None
-        self._dec_track: int | None = 0  # None: nothing left to decode
+        self._broken: dict[int, SkippedTrack] = {}  # by list index
+        self._cache: tuple[int, np.ndarray] | None = None  # (track id, samples)
+        self._dec_track: int | None = 0  # list index to load next; None: nothing left
         self._data: np.ndarray | None = None
+        self._data_id = 0  # track id of `_data`
         self._pos = 0
+        # Removed track id -> id of the first listed track that followed it (None: it was
+        # after the last), so what follows a removed track that still plays is known.
+        self._after: dict[int, int | None] = {}
+        # Cut handshake (module docstring): boundary seq to cut at (-1: none), the callback's
+        # answer (seq it saw, and whether it accepted), the track id before the cut.
+        self._cut_seq = -1
+        self._cut_ack = -1
+        self._cut_ok = False
+        self._cut_prev = END
         self._need_boundary = True
         self._flush = False
-        # The track the listener is about to hear, to resolve next/previous against before
+        # The track id the listener is about to hear, to resolve next/previous against before
         # the callback has reached it; `_intent_seq` is its boundary (None: not pushed yet).
         self._intent = 0
         self._intent_seq: int | None = None
@@ -146,6 +175,12 @@ class Player:
         frames = out.shape[0]
         ref = self.reference
         index = ref.end
+        cut = self._cut_seq  # read first: once it is -1, the decoder's rewind is visible below
+        accepted = False
+        if cut >= 0:
+            accepted = self._b_next <= cut
+            self._cut_ok = accepted
+            self._cut_ack = cut
         if self._paused:
             out.fill(0)
             ref.events.mark(index, Mark.PAUSE, frames)
@@ -153,6 +188,9 @@ class Player:
             return
         written = self._fifo_end  # read before the boundaries, which are published first
         count = self._b_count
+        if accepted:  # play nothing from the cut on until the decoder has rewound
+            written = min(written, int(self._b_index[cut % _BOUNDARY_SLOTS]))
+            count = min(count, cut)
         nxt = self._b_next
         read = self._read
         flush = -1
@@ -219,12 +257,45 @@ class Player:
             )
         self._command("select", index)
 
+    @property
+    def tracks(self) -> tuple[Track, ...]:
+        """The playlist as last given (``set_tracks`` takes effect on the decoder's next step)."""
+        return self._requested[0]
+
+    def set_tracks(self, tracks: Sequence[Track]) -> None:
+        """Replace the playlist while playing, e.g. reordered, with tracks removed or added.
+
+        Tracks are matched by identity: a ``Track`` object of the current list keeps its
+        identity (the track playing plays on without a gap, a removed one to its end); the
+        new order applies from the track after the one playing."""
+        if not tracks:
+            raise PlayerError("the playlist is empty; keep at least one track")
+        if not all(isinstance(t, Track) for t in tracks):
+            raise PlayerError("set_tracks takes Track objects; wrap arrays in Track(name, "
+                              "loader)")
+        spare: dict[int, list[int]] = {}
+        for track, track_id in zip(*self._requested):
+            spare.setdefault(id(track), []).append(track_id)
+        ids = []
+        for track in tracks:
+            reuse = spare.get(id(track))
+            if reuse:
+                ids.append(reuse.pop(0))
+            else:
+                ids.append(self._next_id)
+                self._names[self._next_id] = track.name
+                self._next_id += 1
+        self._requested = (tuple(tracks), tuple(ids))
+        self._command("tracks", self._requested)
+
     def status(self) -> PlayerStatus:
         playing = self._playing
-        track = playing if playing is not None and playing != END else None
+        ids = self._listing[1]
+        now = playing is not None and playing != END
+        track = ids.index(playing) if now and playing in ids else None
         return PlayerStatus(
-            track=track, track_name=self.tracks[track].name if track is not None else None,
-            position_s=self._track_pos / self.sample_rate if track is not None else 0.0,
+            track=track, track_name=self._names[playing] if now else None,
+            position_s=self._track_pos / self.sample_rate if now else 0.0,
             paused=self._paused, finished=playing == END, repeat=self.repeat,
             underflows=self._underflows,
             buffered_s=(self._fifo_end - self._read) / self.sample_rate,
@@ -275,31 +346,38 @@ class Player:
             self._error = exc
             self._primed.set()
 
-    def _command(self, kind: str, index: int) -> None:
-        self._commands.put((kind, index))
+    def _command(self, kind: str, arg: object) -> None:
+        self._commands.put((kind, arg))
         self._wake.set()
 
     def _service(self) -> bool:
         """One step of decoder work; False when there is nothing to do right now."""
+        if self._cut_seq >= 0:
+            return self._finish_cut()
         progressed = False
-        while True:
+        while self._cut_seq < 0:
             try:
-                kind, index = self._commands.get_nowait()
+                kind, arg = self._commands.get_nowait()
             except queue.Empty:
                 break
-            self._apply(kind, index)
+            if kind == "tracks":
+                self._replace(*arg)
+            else:
+                self._apply(kind, arg)
             progressed = True
-        track = self._dec_track
-        if track is None:
+        if self._cut_seq >= 0:
             return progressed
         if self._need_boundary and self._b_count - self._b_next >= _BOUNDARY_SLOTS:
             return progressed
-        if track == END:
-            self._push_boundary(self._fifo_end, END)
-            self._dec_track = None
-            return True
         if self._data is None:
-            self._load(track)
+            track = self._dec_track
+            if track is None:
+                return progressed
+            if track == END:
+                self._push_boundary(self._fifo_end, END)
+                self._dec_track = None
+            else:
+                self._load(track)
             return True
         reserve = 0 if self._flush else self.block_frames
         cap = self._fifo.shape[0]
@@ -314,11 +392,11 @@ class Player:
         if n > first:
             self._fifo[:n - first] = self._data[:, self._pos + first:self._pos + n].T
         if self._need_boundary:
-            self._push_boundary(write, track)
+            self._push_boundary(write, self._data_id)
         self._fifo_end = write + n  # published last: the callback may now play these
         self._pos += n
         if self._pos == self._data.shape[1]:
-            self._dec_track = self._following(track)
+            self._dec_track = self._index_after(self._data_id)
             self._data = None
             self._need_boundary = True
         return True
@@ -338,63 +416,158 @@ class Player:
 
     def _apply(self, kind: str, index: int) -> None:
         """Turn a control command into a flush to the track it asks for."""
-        n = len(self.tracks)
+        n = len(self._listing[1])
         pending = self._intent_seq is None or self._b_next <= self._intent_seq
         base = self._intent if pending or self._playing is None else self._playing
         wrap = self.repeat is Repeat.ALL
         if kind == "select":
             target = index
         elif kind == "next":
-            target = END if base == END else base + 1
+            target = END if base == END else math.floor(self._position(base)) + 1
             if target >= n:
                 target = 0 if wrap else END
         else:
-            target = n - 1 if base == END else base - 1
+            target = n - 1 if base == END else math.ceil(self._position(base)) - 1
             if target < 0:
                 target = n - 1 if wrap else 0
-        self._intent, self._intent_seq = target, None
+        self._intent, self._intent_seq = self._id(target), None
         self._dec_track = target
         self._data = None
         self._need_boundary = True
         self._flush = True
 
-    def _following(self, track: int) -> int:
-        """The track after ``track`` has played to its end."""
-        if self.repeat is Repeat.ONE:
-            return track
-        if track + 1 < len(self.tracks):
-            return track + 1
-        return 0 if self.repeat is Repeat.ALL else END
+    # -- playlist replacement (decoder) -----------------------------------------------------
+
+    def _id(self, track: int) -> int:
+        return END if track == END else self._listing[1][track]
+
+    def _position(self, track_id: int) -> float:
+        """List index of a track id; a removed track sits half a place before the track
+        that followed it (so next gives that track, previous the one before)."""
+        ids = self._listing[1]
+        if track_id in ids:
+            return ids.index(track_id)
+        after = self._after.get(track_id)
+        return (len(ids) if after is None else ids.index(after)) - 0.5
+
+    def _index_after(self, track_id: int) -> int:
+        """The list index (or END) to play after track ``track_id`` has played to its end."""
+        if track_id == END:
+            return END
+        listed = track_id in self._listing[1]
+        if listed and self.repeat is Repeat.ONE:
+            return self._listing[1].index(track_id)
+        following = math.floor(self._position(track_id)) + 1
+        if following >= len(self._listing[1]):
+            return 0 if self.repeat is Repeat.ALL else END
+        return following
+
+    def _playable(self, track: int) -> int:
+        """``track``, or the first one after it not known to be broken (END if none)."""
+        n = len(self._listing[1])
+        for _ in range(n):
+            if track == END or track not in self._broken:
+                return track
+            track = track + 1 if track + 1 < n else (END if self.repeat is Repeat.OFF else 0)
+        return END
+
+    def _replace(self, tracks: tuple[Track, ...], ids: tuple[int, ...]) -> None:
+        """Apply ``set_tracks``: re-index the decoder's state, then re-plan what follows."""
+        old = self._listing[1]
+        where = {track_id: i for i, track_id in enumerate(ids)}
+        for i, track_id in enumerate(old):
+            if track_id not in where:
+                self._after[track_id] = next((t for t in old[i + 1:] if t in where), None)
+        for removed, after in self._after.items():  # earlier removals that lost their anchor
+            while after is not None and after not in where:
+                after = self._after.get(after)
+            self._after[removed] = after
+        self._broken = {where[old[i]]: SkippedTrack(where[old[i]], s.name, s.reason)
+                        for i, s in self._broken.items() if old[i] in where}
+        if self._cache is not None and self._cache[0] not in where:
+            self._cache = None
+        load = self._dec_track
+        load_id = None if load is None else self._id(load)
+        self._listing = (tracks, ids)
+        if load_id is not None and load_id != END:  # the same track, or the one after it
+            load = math.ceil(self._position(load_id))
+            self._dec_track = load if load < len(ids) else self._index_after(load_id)
+        if self._flush:  # a skip not queued yet drops all that is queued: only re-index it
+            self._intent = self._id(self._dec_track)
+        else:
+            self._plan()
+        if self._need_boundary and self._data is not None and (
+                self._dec_track in (None, END) or self._data_id != self._id(self._dec_track)):
+            self._data = None  # loaded for a place in the list that now holds another track
+
+    def _plan(self) -> None:
+        """Keep the queued boundaries the new order agrees with; cut at the first it does
+        not, or, if all agree, make the track after them the new order's."""
+        nxt = self._b_next  # before `_playing`: a race then errs towards a refused cut
+        prev = self._playing
+        for seq in range(nxt, self._b_count):
+            slot = seq % _BOUNDARY_SLOTS
+            track_id = int(self._b_track[slot])
+            if self._b_flush[slot] or prev is None:  # a skip's target stands if still listed
+                agrees = track_id == END or track_id in self._listing[1]
+            else:
+                agrees = track_id == self._id(self._playable(self._index_after(prev)))
+            if not agrees:
+                self._cut_prev, self._cut_ack, self._cut_seq = prev, -1, seq
+                return
+            prev = track_id
+        if self._need_boundary and prev is not None:
+            self._dec_track = None if prev == END else self._index_after(prev)
+
+    def _finish_cut(self) -> bool:
+        """The decoder's side of the cut handshake: rewind once the callback accepted."""
+        seq = self._cut_seq
+        if self._cut_ack != seq:
+            return False  # no callback has started since the cut was posted
+        if not self._cut_ok:  # the callback is already past the cut: plan from where it is
+            self._cut_seq = -1
+            self._plan()
+            return True
+        self._fifo_end = int(self._b_index[seq % _BOUNDARY_SLOTS])
+        self._b_count = seq
+        self._cut_seq = -1  # last: the callback now reads the rewound end and count
+        prev = self._cut_prev
+        self._dec_track = None if prev == END else self._index_after(prev)
+        self._data = None
+        self._need_boundary = True
+        if self._intent_seq is not None and self._intent_seq >= seq:
+            self._intent = END if self._dec_track is None else self._id(self._dec_track)
+            self._intent_seq = None
+        return True
 
     def _load(self, track: int) -> None:
         """Load ``track``, or the first playable one after it, as the one to decode."""
-        n = len(self.tracks)
-        while track != END and len(self._broken) < n:
-            if track not in self._broken:
-                try:
-                    self._data = self._decode(track)
-                    break
-                except UserError as exc:
-                    self._broken[track] = SkippedTrack(track, self.tracks[track].name, str(exc))
-            track = track + 1 if track + 1 < n else (END if self.repeat is Repeat.OFF else 0)
-        else:
-            track = END
+        while (track := self._playable(track)) != END:
+            try:
+                self._data = self._decode(track)
+                break
+            except UserError as exc:
+                name = self._listing[0][track].name
+                self._broken[track] = SkippedTrack(track, name, str(exc))
         self._pos = 0
         self._dec_track = track
+        if track != END:
+            self._data_id = self._id(track)
         if self._intent_seq is None:
-            self._intent = track
+            self._intent = self._id(track)
 
     def _decode(self, track: int) -> np.ndarray:
-        if self._cache is not None and self._cache[0] == track:
+        track_id = self._id(track)
+        if self._cache is not None and self._cache[0] == track_id:
             return self._cache[1]
-        name = self.tracks[track].name
-        data = np.asarray(self.tracks[track].loader(), dtype=np.float32)
+        name = self._listing[0][track].name
+        data = np.asarray(self._listing[0][track].loader(), dtype=np.float32)
         if data.ndim != 2 or data.shape[0] != 2 or data.shape[1] == 0:
             raise PlayerError(
                 f"track {name!r} gave audio of shape {data.shape}; its loader must return "
                 "(2, N) samples with N > 0"
             )
-        self._cache = (track, data)
+        self._cache = (track_id, data)
         return data
 
 

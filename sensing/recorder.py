@@ -1,8 +1,9 @@
 """A crash-safe session recorder: streams the live rings into a session folder (``session``).
 
-A thread copies, from sample 0 on, the recorded ring (4 ch, internal B-format) to
-``mic.flac``, the reference ring (2 ch) to ``reference.flac`` and, on the virtual rig, the
-ground-truth poses to ``poses.npy``. ``session.toml`` is written at ``start`` (so even a
+A thread copies, from ring sample ``first_sample`` on (0: from the backend's first callback),
+the recorded ring (4 ch, internal B-format) to ``mic.flac``, the reference ring (2 ch) to
+``reference.flac`` and, on the virtual rig, the ground-truth poses to ``poses.npy``. A
+recorder can so join a running pipeline: ``first_sample`` = the rings' current end. ``session.toml`` is written at ``start`` (so even a
 killed recording is a session folder) and rewritten by ``stop`` with what the run found.
 
 Crash safety: every ``flush_s`` (at most 1 s) the files are made readable as they stand on
@@ -13,11 +14,15 @@ encoder has certainly written out: whole FLAC blocks, less the one sample libFLA
 as look-ahead. ``poses.npy`` has a fixed-size header rewritten with the frame count. A
 killed recording therefore reads with ``session.read_session`` up to its last flush.
 
-Time base (as ``session``): both rings count from the backend's first callback, so mic sample
-n pairs with reference sample n - latency; pose frame f is at mic sample ``f * rate / 120``
-(``pose_offset_s`` 0), as ``AudioBackend.ground_truth`` defines it. Samples a ring lost
-before the recorder read them (it fell more than a ring behind) are written as silence and
-counted in ``lost_samples``.
+Time base (as ``session``): both rings count from the backend's first callback, so ring mic
+sample n pairs with ring reference sample n - latency; ring pose frame f is at ring mic sample
+``f * rate / 120``, as ``AudioBackend.ground_truth`` defines it. File sample k of both audio
+files is ring sample ``first_sample + k``, so the files keep the pairing "mic k with
+reference k - latency". The pose file starts at ring frame ``ceil(first_sample / (rate /
+120))``, and ``pose_offset_s`` is that frame's time from file sample 0 (0 when
+``first_sample`` is a whole frame). Samples a ring lost before the recorder read them (it
+fell more than a ring behind, or ``first_sample`` was already gone) are written as silence
+and counted in ``lost_samples``.
 """
 
 from __future__ import annotations
@@ -120,12 +125,14 @@ class SessionRecorder:
 
     ``ground_truth(start_sample, n)`` (``AudioBackend.ground_truth``) gives the poses of the
     frames in recorded samples [start_sample, start_sample + n), or None (no poses recorded).
+    ``first_sample``: the ring index the recording starts at (``info.pose_offset_s`` is set
+    from it).
     """
 
     def __init__(self, folder: str | Path, recorded: SampleRing, reference: SampleRing,
                  info: SessionInfo,
                  ground_truth: Callable[[int, int], np.ndarray | None] | None = None,
-                 flush_s: float = 0.5):
+                 flush_s: float = 0.5, first_sample: int = 0):
         if not 0 < flush_s <= 1.0:
             raise RecorderError(f"flush interval {flush_s} s must be in (0, 1]; a crash keeps "
                                 "the audio up to the last flush")
@@ -137,14 +144,20 @@ class SessionRecorder:
             raise RecorderError(f"rings of {recorded.channels} and {reference.channels} "
                                 "channels given; a session records 4 mic and 2 reference "
                                 "channels")
+        if first_sample < 0:
+            raise RecorderError(f"first sample {first_sample} is negative; rings count from 0, "
+                                "so start at 0 or at a later ring index")
         self.recorded = recorded
         self.reference = reference
         self.info = info
         self.ground_truth = ground_truth
         self.flush_s = flush_s
+        self.first_sample = first_sample
         self.lost_samples = 0
         self.error: str | None = None
         self._frame = info.sample_rate // POSE_FPS
+        self._first_frame = -(-first_sample // self._frame)  # ring frame of poses.npy row 0
+        info.pose_offset_s = (self._first_frame * self._frame - first_sample) / info.sample_rate
         self._streams: tuple[_FlacStream, _FlacStream] | None = None
         self._poses: _PoseStream | None = None
         self._thread: threading.Thread | None = None
@@ -154,8 +167,8 @@ class SessionRecorder:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Create the files and start recording (call before the rings wrap, i.e. with the
-        backend, so sample 0 is still held)."""
+        """Create the files and start recording (while ring sample ``first_sample`` is still
+        held: with the backend for 0, at once for the rings' current end)."""
         if self._thread is not None:
             raise RecorderError("the recorder is already started; call start() once")
         try:
@@ -215,7 +228,7 @@ class SessionRecorder:
 
     def _move(self, ring: SampleRing, stream: _FlacStream) -> int:
         """Copy up to one chunk of new samples from ``ring``; returns how many."""
-        start = stream.written
+        start = self.first_sample + stream.written
         n = min(ring.end - start, _CHUNK)
         if n <= 0:
             return 0
@@ -232,7 +245,8 @@ class SessionRecorder:
     def _move_poses(self, mic_written: int) -> None:
         if self._poses is None:
             return
-        first, stop = self._poses.frames, -(-mic_written // self._frame)
+        first = self._first_frame + self._poses.frames
+        stop = -(-(self.first_sample + mic_written) // self._frame)
         if stop <= first:
             return
         try:

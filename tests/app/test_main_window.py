@@ -94,19 +94,38 @@ def test_status_bar_shows_live_figures_with_accuracy_on_the_virtual_rig(window, 
         assert phrase in text
 
 
-def test_record_button_writes_a_readable_session_with_the_true_poses(window, qtbot, tmp_path):
+def test_record_joins_the_running_pipeline_and_the_session_is_the_rings(window, qtbot,
+                                                                          tmp_path):
     from bgm2pose.app.recording import RECORDINGS_KEY
     from bgm2pose.sensing.session import read_session
 
     window.settings.setValue(RECORDINGS_KEY, str(tmp_path))
-    window.record_action.trigger()  # checks it: the pipeline restarts with a recorder
-    qtbot.waitUntil(lambda: window._recorder is not None, timeout=120_000)
-    qtbot.waitUntil(lambda: window._recorder.seconds >= 1.5, timeout=30_000)
+    engine = window.engine
+    before, _ = engine.feed.latest()
+    window.record_action.trigger()  # checks it: a recorder joins the live rings at once
+    recorder = window._recorder
+    assert recorder is not None and window.engine is engine and engine.running
+    assert recorder.first_sample > 0 and recorder.first_sample % 400 == 0
+    qtbot.waitUntil(lambda: recorder.seconds >= 1.5, timeout=30_000)
     window.record_action.trigger()  # unchecks it: the session is closed, live goes on
-    assert window._recorder is None and window.engine is not None
+    assert window._recorder is None and window.engine is engine and engine.running
+    assert "Recorded" in window.statusBar().currentMessage()
+
+    # The estimator went on publishing through the recording: no restart, no fresh feed.
+    updates = [u for u in engine.feed.history(256) if u.seq >= before.seq]
+    assert updates[0].seq == before.seq and len(updates) >= 10
+    assert [u.seq for u in updates] == list(range(before.seq, before.seq + len(updates)))
+    assert np.all(np.diff([u.capture_time for u in updates]) > 0)
+
     (folder,) = tmp_path.iterdir()
     session = read_session(folder)
-    assert session.mic.shape[0] == 4 and session.mic.shape[1] >= 1.5 * 48_000
+    first, n = recorder.first_sample, session.mic.shape[1]
+    assert n >= 1.5 * 48_000 and session.reference.shape == (2, n)
+    np.testing.assert_allclose(session.mic, engine.backend.recorded.read(first, n), atol=2**-23)
+    np.testing.assert_allclose(session.reference, engine.player.reference.read(first, n),
+                               atol=2**-23)
     assert np.abs(session.mic).max() > 1e-3  # the mic heard the music
-    assert session.poses is not None and len(session.poses) >= 1.5 * 120 - 12
-    assert "Recorded" in window.statusBar().currentMessage()
+    assert session.info.pose_offset_s == 0.0
+    frames = len(session.poses)
+    assert frames == -(-n // 400)
+    np.testing.assert_array_equal(session.poses, engine.backend.ground_truth(first, frames * 400))

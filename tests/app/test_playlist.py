@@ -97,3 +97,43 @@ def test_playlist_and_repeat_are_restored_in_the_next_session(qtbot, settings, t
     player = Player([Track.from_file(p) for p in files])
     again.attach(player, mirrors=True)
     assert player.repeat is Repeat.ONE
+
+
+def test_removing_and_moving_tracks_while_live_does_not_restart_the_engine(
+        qtbot, settings, tmp_path, standin_model):
+    from bgm2pose.app.live_engine import LiveOptions
+    from bgm2pose.app.main_window import MainWindow
+    from bgm2pose.sensing.ring import Mark
+
+    files = [_wav(tmp_path / f"{name}.wav", seconds=1.5, hz=hz)
+             for name, hz in (("a", 330.0), ("b", 440.0), ("c", 550.0), ("d", 660.0))]
+    window = MainWindow(LiveOptions(model=standin_model, realtime=True), settings)
+    qtbot.addWidget(window)
+    window.playlist.add_paths(files)
+    window.playlist.set_repeat(Repeat.OFF)
+    restarts = []
+    window.playlist.restart_requested.connect(lambda: restarts.append(True))
+    window.start()
+    assert window.wait_started(120), window.live_label.text()
+    engine = window.engine
+    player = engine.player
+    qtbot.waitUntil(lambda: player.status().track == 0, timeout=10_000)
+    # The 15 s FIFO has queued the whole playlist: b, c and d get cut and queued anew.
+    panel = window.playlist
+    panel.view.setCurrentIndex(panel.model.index(1))
+    panel.remove_selected()  # b
+    panel.view.setCurrentIndex(panel.model.index(2))
+    panel.move_selected(-1)  # d before c
+    assert [p.name for p in panel.model.paths()] == ["a.wav", "d.wav", "c.wav"]
+    qtbot.waitUntil(lambda: player.status().finished, timeout=20_000)
+    assert not restarts and window.engine is engine and engine.running
+
+    ring = player.reference
+    starts = [e.index for e in ring.events.marks_between(-1, ring.end + 1)
+              if e.kind is Mark.TRACK_CHANGE]
+    assert np.diff(starts).tolist() == [72_000] * 3  # a, d, c back to back, then the end
+    for start, played in zip(starts, (files[0], files[3], files[2])):
+        expected = sf.read(played, dtype="float32")[0]
+        np.testing.assert_allclose(ring.read(start, 72_000)[0], expected, atol=1e-6)
+    assert player.status().underflows == 0
+    window.close()

@@ -216,3 +216,81 @@ def test_bad_settings_are_refused():
         Player([])
     with pytest.raises(PlayerError, match="two decoder blocks"):
         Player([noise(10)], block_frames=1_000, fifo_frames=1_500)
+
+
+def test_replacing_the_tracks_keeps_the_current_one_and_follows_the_new_order():
+    tracks = [noise(6_000), noise(5_000), noise(4_000), noise(3_000)]
+    listed = [Track(f"t{i}", lambda t=t: t) for i, t in enumerate(tracks)]
+    # The FIFO takes the whole playlist: tracks 1..3 are queued behind track 0 and get cut.
+    player = Player(listed, block_frames=500, fifo_frames=20_000)
+    first = play(player, 2, 500)
+    player.set_tracks([listed[0], listed[2], listed[1]])  # 2 before 1, 3 removed
+    assert player.tracks == (listed[0], listed[2], listed[1])
+    rest = play(player, 30, 500)
+    played = np.concatenate([first, rest])
+    expected = np.concatenate([tracks[0], tracks[2], tracks[1]], axis=1).T
+    np.testing.assert_array_equal(played[:15_000], expected)
+    np.testing.assert_array_equal(played[15_000:], 0)
+    assert track_changes(player) == [0, 6_000, 10_000, 15_000]
+    status = player.status()
+    assert status.underflows == 0 and status.finished
+
+    # Moving the playing track moves its index; next then follows the new order.
+    player = Player(listed, block_frames=500, fifo_frames=20_000)
+    play(player, 2, 500)
+    player.set_tracks([listed[1], listed[3], listed[0], listed[2]])
+    np.testing.assert_array_equal(play(player, 1, 500), tracks[0][:, 1_000:1_500].T)
+    assert player.status().track == 2 and player.status().track_name == "t0"
+    player.next()
+    np.testing.assert_array_equal(play(player, 1, 500), tracks[2][:, :500].T)
+    assert player.status().track == 3
+
+
+def test_a_removed_playing_track_plays_to_its_end_then_its_successor():
+    tracks = [noise(4_000), noise(3_000), noise(2_000)]
+    listed = [Track(f"t{i}", lambda t=t: t) for i, t in enumerate(tracks)]
+    player = Player(listed, block_frames=500, fifo_frames=2_000)  # only 0 is queued yet
+    first = play(player, 2, 500)
+    player.set_tracks([listed[2], listed[1]])
+    middle = play(player, 1, 500)
+    status = player.status()
+    assert status.track is None and status.track_name == "t0" and not status.finished
+    rest = play(player, 16, 500)
+    played = np.concatenate([first, middle, rest])
+    # t0 was followed by t1, which is now last: after it the playlist ends (repeat off).
+    np.testing.assert_array_equal(played[:7_000], np.concatenate(tracks[:2], axis=1).T)
+    np.testing.assert_array_equal(played[7_000:], 0)
+    assert track_changes(player) == [0, 4_000, 7_000]
+    assert player.status().underflows == 0
+    with pytest.raises(PlayerError, match="keep at least one track"):
+        player.set_tracks([])
+
+
+def test_replacing_the_tracks_with_the_decoder_thread_is_gapless():
+    tracks = [noise(30_000) for _ in range(3)]
+    listed = [Track(f"t{i}", lambda t=t: t) for i, t in enumerate(tracks)]
+    # A FIFO longer than a track: the decoder has queued part of track 1 before the change.
+    player = Player(listed, block_frames=1_000, fifo_frames=48_000)
+    frames, outs = 256, []
+    with player:
+        for i in range(1_000):
+            if i == 10:
+                assert player.status().buffered_s * 48_000 > 30_000 - 10 * frames
+                player.set_tracks([listed[0], listed[2]])
+            # Callbacks at about the real rate, as a device makes them: the decoder needs a
+            # few of them (not a few microseconds) to make the cut before track 0 ends.
+            time.sleep(frames / 48_000)
+            deadline = time.monotonic() + 5
+            while player.status().buffered_s * 48_000 < frames and time.monotonic() < deadline:
+                time.sleep(0.001)
+            out = np.empty((frames, 2), np.float32)
+            player.callback_fill(out)
+            outs.append(out)
+            if player.status().finished:
+                break
+    played = np.concatenate(outs)
+    np.testing.assert_array_equal(played[:60_000], np.concatenate([tracks[0], tracks[2]],
+                                                                   axis=1).T)
+    np.testing.assert_array_equal(played[60_000:], 0)
+    assert track_changes(player) == [0, 30_000, 60_000]
+    assert player.status().underflows == 0 and player.status().error is None

@@ -53,6 +53,72 @@ def test_a_finished_recording_holds_the_rings_and_the_ground_truth(tmp_path):
     assert session.info.provenance["lost_samples"] == 0 and recorder.error is None
 
 
+
+def test_a_recording_joined_mid_run_keeps_audio_and_pose_alignment(tmp_path):
+    """A recorder started on a running rig at a ring index that is not a whole pose frame:
+    file sample k is ring sample first + k for mic and reference, and the poses (row 0 at
+    ring frame ceil(first / 400), pose_offset_s its time) give the same training windows as
+    the poses of a recording made from sample 0."""
+    from bgm2pose.models.skeleton import normalise
+    from bgm2pose.models.windows import session_windows, window_poses
+
+    played = music(4.0)
+    player = Player([played], fifo_frames=played.shape[1] + FS)
+    player.pump()
+    scene = VirtualScene(motion_seed=5, noise_seed=5)
+    total = int(3.5 * FS)
+    backend = VirtualBackend(player, scene, realtime=False, stop_after=total)
+    info = SessionInfo(mic_convention="internal", latency_samples=0.0)
+    whole = SessionRecorder(tmp_path / "whole", backend.recorded, player.reference, info,
+                            ground_truth=backend.ground_truth, flush_s=0.2)
+    late: list[SessionRecorder] = []
+
+    def join(end: int) -> None:  # the rig's thread, before each block: join once, mid-run
+        if end >= FS and not late:
+            recorder = SessionRecorder(
+                tmp_path / "late", backend.recorded, player.reference,
+                SessionInfo(mic_convention="internal", latency_samples=0.0),
+                ground_truth=backend.ground_truth, flush_s=0.2, first_sample=end - 1_111)
+            recorder.start()
+            late.append(recorder)
+
+    backend.pace = join
+    whole.start()
+    with backend:
+        assert backend.wait(60)
+    whole.stop()
+    (recorder,) = late
+    first = recorder.first_sample
+    assert first % 400 != 0
+    session = read_session(recorder.stop())
+
+    n = total - first
+    assert session.mic.shape == (4, n) and session.reference.shape == (2, n)
+    np.testing.assert_allclose(session.mic, backend.recorded.read(first, n), atol=LSB)
+    np.testing.assert_allclose(session.reference, played[:, first:total], atol=LSB)
+    first_frame = -(-first // 400)
+    truth = scene.motion().next(-(-total // 400))
+    np.testing.assert_array_equal(session.poses, truth[first_frame:])
+    assert session.info.pose_offset_s == pytest.approx((first_frame * 400 - first) / FS)
+    assert 0 < session.info.pose_offset_s < 400 / FS
+    assert recorder.lost_samples == 0 and recorder.error is None
+
+    windows = session_windows(session, hop_frames=3)
+    reference = read_session(tmp_path / "whole")
+    assert len(windows) >= 10
+    # The same instants located in the whole recording's pose file, in ring frames.
+    ring_frame = (first + windows.start_sample) / 400
+    expected = normalise(window_poses(reference.poses, ring_frame, 72.0))
+    np.testing.assert_allclose(windows.poses, expected.reshape(windows.poses.shape), atol=1e-5)
+
+
+def test_a_negative_first_sample_is_refused():
+    player = Player([music(0.1)])
+    backend = VirtualBackend(player, VirtualScene(subject=None), realtime=False)
+    with pytest.raises(RecorderError, match="negative"):
+        SessionRecorder("unused", backend.recorded, player.reference, SessionInfo(),
+                        first_sample=-1)
+
 _KILLED = """
 import sys, time
 import numpy as np
