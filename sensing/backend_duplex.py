@@ -183,7 +183,11 @@ class DuplexBackend(AudioBackend):
             raise open_error(self.name, exc) from exc
         self._stopping = False
         self._stream = stream
-        stream.start()
+        try:
+            stream.start()
+        except sd.PortAudioError as exc:  # e.g. the device (or JACK server) went meanwhile
+            self.stop()
+            raise open_error(self.name, exc) from exc
 
     def stop(self) -> None:
         stream, self._stream = self._stream, None

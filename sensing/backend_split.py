@@ -65,11 +65,11 @@ class SplitBackend(AudioBackend):
                 callback=self._out_callback, finished_callback=lambda: self._finished(out_name)))):
             try:
                 stream = make()
+                self._streams.append(stream)
+                stream.start()
             except sd.PortAudioError as exc:
                 self.stop()
                 raise open_error(name, exc) from exc
-            self._streams.append(stream)
-            stream.start()
 
     def stop(self) -> None:
         streams, self._streams = self._streams, []

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -156,33 +155,3 @@ def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
           f"{virtual_mae:.4f} (live {virtual_rows['MAE (normalised)']}), room offset "
           f"{offset} samples")
     assert abs(duplex_mae - virtual_mae) <= 0.1 * virtual_mae
-
-
-def test_a_device_that_vanishes_mid_run_ends_it_with_one_sentence_keeping_the_recording(
-        own_jack_server, room_on, standin_model, tmp_path):
-    name, server = own_jack_server
-    folder = tmp_path / "session"
-    with room_on(name, stop_cleanly=False) as (ready, _):
-        run = subprocess.Popen(
-            [sys.executable, "-m", "bgm2pose.app.cli", "run", "--quiet", "--backend", "duplex",
-             "--device", "room", "--convention", "internal", "--latency", "7168",
-             "--seconds", "60", "--model", str(standin_model), "--record", str(folder)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=dict(env(), JACK_DEFAULT_SERVER=name))
-        try:
-            deadline = time.monotonic() + 60
-            while not (folder / "mic.flac").is_file() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(4)  # a few seconds recorded
-            server.kill()  # the device vanishes: JACK goes away under the running stream
-            out, err = run.communicate(timeout=60)
-        finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
-    assert run.returncode == 1, err
-    assert "audio device 'room'" in err.splitlines()[-1]
-    assert "Traceback" not in err
-    session = read_session(folder)
-    assert session.mic.shape[1] >= 2 * FS  # what was recorded before the device went is kept
-    assert session.reference.shape[1] == session.mic.shape[1]
