@@ -45,7 +45,6 @@ from bgm2pose.sensing.player import Player, Repeat, Track
 from bgm2pose.sensing.session import SessionInfo
 from bgm2pose.sensing.sim.music import TrackSpec, generate
 from bgm2pose.sensing.sim.rig import SAMPLE_RATE, Rig
-from bgm2pose.sensing.sim.subjects import SUBJECTS
 
 BACKENDS = ("virtual", "duplex", "split")
 # The bundled playlist: two generated tracks (ambient, jazz), each long enough that track
@@ -95,12 +94,7 @@ def bundled_tracks() -> list[Track]:
 def virtual_scene(options: LiveOptions) -> VirtualScene:
     """The virtual rig's scene for these options (the same as `bgm2pose virtual-room
     --subject S --motion-seed N --noise-seed N` builds)."""
-    subjects = {s.name: s for s in SUBJECTS}
-    if options.subject not in subjects:
-        raise LiveError(f"virtual subject {options.subject!r} is unknown; use one of "
-                        f"{', '.join(subjects)}")
-    return VirtualScene(subject=subjects[options.subject], motion_seed=options.seed,
-                        noise_seed=options.seed)
+    return VirtualScene.named(options.subject, motion_seed=options.seed, noise_seed=options.seed)
 
 
 class LiveEngine:

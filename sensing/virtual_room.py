@@ -282,17 +282,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds of input kept for --tape")
 
 
-def _scene(args: argparse.Namespace) -> VirtualScene:
-    if args.subject.lower() == "none":
-        return VirtualScene(subject=None, noise_seed=args.noise_seed)
-    subjects = {s.name: s for s in SUBJECTS}
-    if args.subject not in subjects:
-        raise VirtualRoomError(f"subject {args.subject!r} is unknown; use one of "
-                               f"{', '.join(subjects)} or 'none'")
-    return VirtualScene(subject=subjects[args.subject], motion_seed=args.motion_seed,
-                        noise_seed=args.noise_seed)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bgm2pose virtual-room", description=DESCRIPTION)
     add_arguments(parser)
@@ -304,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     try:
-        room = VirtualRoom(_scene(args), name=args.name, server=args.server,
+        room = VirtualRoom(VirtualScene.named(args.subject, args.motion_seed, args.noise_seed), name=args.name, server=args.server,
                            delay_periods=args.delay_periods,
                            tape_seconds=args.tape_seconds if args.tape else 0.0)
         room.start()
