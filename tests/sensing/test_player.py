@@ -30,6 +30,16 @@ def track_changes(player: Player) -> list[int]:
     return [e.index for e in events if e.kind is Mark.TRACK_CHANGE]
 
 
+def buffered_callback(player: Player, frames: int) -> np.ndarray:
+    """One callback of ``frames``, made once the decoder has that much queued (or after 5 s),
+    as a device's callback would find it."""
+    deadline = time.monotonic() + 5
+    while player.status().buffered_s * 48_000 < frames and time.monotonic() < deadline:
+        time.sleep(0.001)
+    out = np.empty((frames, 2), np.float32)
+    player.callback_fill(out)
+    return out
+
 def test_threaded_playback_is_gapless_and_the_reference_is_what_was_played():
     tracks = [noise(10_007), noise(3_001), noise(25_013)]
     total = sum(t.shape[1] for t in tracks)
@@ -158,12 +168,7 @@ def test_skip_with_the_decoder_thread_switches_without_a_gap():
         for i in range(400):
             if i == 10:
                 player.next()
-            deadline = time.monotonic() + 5
-            while player.status().buffered_s * 48_000 < frames and time.monotonic() < deadline:
-                time.sleep(0.001)
-            out = np.empty((frames, 2), np.float32)
-            player.callback_fill(out)
-            outs.append(out)
+            outs.append(buffered_callback(player, frames))
             if player.status().track == 1 and len(outs) > 20:
                 break
     played = np.concatenate(outs)
@@ -280,12 +285,7 @@ def test_replacing_the_tracks_with_the_decoder_thread_is_gapless():
             # Callbacks at about the real rate, as a device makes them: the decoder needs a
             # few of them (not a few microseconds) to make the cut before track 0 ends.
             time.sleep(frames / 48_000)
-            deadline = time.monotonic() + 5
-            while player.status().buffered_s * 48_000 < frames and time.monotonic() < deadline:
-                time.sleep(0.001)
-            out = np.empty((frames, 2), np.float32)
-            player.callback_fill(out)
-            outs.append(out)
+            outs.append(buffered_callback(player, frames))
             if player.status().finished:
                 break
     played = np.concatenate(outs)
