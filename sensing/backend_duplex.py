@@ -47,6 +47,9 @@ class MicConverter:
     a channel permutation and per-channel gains into a preallocated block (no allocation)."""
 
     def __init__(self, convention: str, blocksize: int):
+        if blocksize < 1:
+            raise BackendError(f"block size {blocksize} must be a positive number of frames; "
+                               "use the device's period, e.g. 512")
         if convention not in CONVENTIONS:
             raise BackendError(f"mic convention {convention!r} is unknown; use one of "
                                f"{', '.join(CONVENTIONS)}")
@@ -148,9 +151,6 @@ class DuplexBackend(AudioBackend):
             raise BackendError(
                 f"channels {channels} do not fit a B-format mic and two speakers; use "
                 f"({MIC_CHANNELS} or more inputs, {SPEAKER_CHANNELS} outputs)")
-        if blocksize < 1:
-            raise BackendError(f"block size {blocksize} must be a positive number of frames; "
-                               "use the device's period, e.g. 512")
         self._mic = MicConverter(mic_convention, blocksize)
         self.player = player
         self.device = device

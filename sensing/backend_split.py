@@ -28,9 +28,6 @@ class SplitBackend(AudioBackend):
 
     def __init__(self, player: Player, output_device: int | str, input_device: int | str,
                  convention: str = "ambix", blocksize: int = 512, ring_seconds: float = 20.0):
-        if blocksize < 1:
-            raise BackendError(f"block size {blocksize} must be a positive number of frames; "
-                               "use the device's period, e.g. 512")
         self._mic = MicConverter(convention, blocksize)
         self.player = player
         self.output_device = output_device

@@ -42,7 +42,10 @@ def test_a_device_that_vanishes_mid_run_ends_it_with_one_sentence_keeping_the_re
                     f"the run did not start recording: {run.communicate(timeout=30)}"
                 time.sleep(0.2)
             time.sleep(3)
-            server.kill()  # the device vanishes: JACK goes away under the running stream
+            # The device vanishes: JACK goes away under the running stream. SIGTERM, not
+            # SIGKILL: a killed jackd leaves its shared-memory registry entry behind, and a
+            # few of those make every later server fail ("Too many servers already active").
+            server.terminate()
             out, err = run.communicate(timeout=60)
         finally:
             if run.poll() is None:
