@@ -59,6 +59,14 @@ def mae(pred: np.ndarray, gt: np.ndarray, part: str | None = None) -> float:
     return float(np.mean(np.abs(p[..., j, :] - g[..., j, :])))
 
 
+def mae_per_axis(pred: np.ndarray, gt: np.ndarray, part: str | None = None) -> np.ndarray:
+    """(3,) mean absolute error of the x, y (up) and z coordinates separately: which
+    directions of movement a predictor recovers."""
+    p, g = _pair(pred, gt)
+    j = _joints(part)
+    return np.abs(p[..., j, :] - g[..., j, :]).reshape(-1, 3).mean(axis=0)
+
+
 def pckh(pred: np.ndarray, gt: np.ndarray, k: float = 1, part: str | None = None) -> float:
     """Fraction of joints with 3D error < k * 0.5 * |Neck - Head| of the ground-truth frame."""
     p, g = _pair(pred, gt)

@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,31 @@ def test_user_errors_are_one_clear_sentence_not_a_traceback(args, phrase, tmp_pa
     assert phrase in r.stderr
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_learnability_report_from_a_simulated_data_set(tmp_path):
+    data = tmp_path / "sim"
+    r = _run("simulate", str(data), "--subjects", "S1", "S2", "S3", "--tracks", "ambient-0000",
+             "--minutes", "0.1")
+    assert r.returncode == 0, r.stderr
+    report = tmp_path / "report.md"
+    r = _run("learnability", str(data), "--mlp-epochs", "2", "--out", str(report))
+    assert r.returncode == 0, r.stderr
+    text = report.read_text()
+    for probe in ("plain ridge", "excerpt ridge", "excerpt mlp"):
+        assert f"| {probe} |" in text
+    assert "| S1 | 10 |" in text and "| S3 | 10 |" in text  # 6 s of 0.6 s windows each
+    assert "warning" not in r.stderr
+    signature = text.split("## The pose's acoustic signature on this rig")[1]
+    assert "S1_ambient-0000_t0" in signature
+    assert signature.count("| yes |") == 4 and signature.count("| no |") == 3
+
+    # Two subjects on a track: the excerpt probes have nothing to learn from, and say so.
+    shutil.rmtree(data / "S3_ambient-0000_t0")
+    r = _run("learnability", str(data), "--mlp-epochs", "1", "--out", str(report))
+    assert r.returncode == 0, r.stderr
+    assert "fewer than 3 subjects" in r.stderr
+
+    r = _run("learnability", str(data), "--mlp-epochs", "0")
+    assert r.returncode == 2 and "--mlp-epochs 0 must be at least 1" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from bgm2pose.models.metrics import MetricsError, evaluate, mae, pck_curve, pckh, rmse
+from bgm2pose.models.metrics import (
+    MetricsError, evaluate, mae, mae_per_axis, pck_curve, pckh, rmse,
+)
 from bgm2pose.models.skeleton import INDEX, PARTS
 from bgm2pose.sensing.errors import UserError
 
@@ -34,6 +36,15 @@ def test_rmse_and_mae_by_hand():
     assert rmse(pred, gt) == pytest.approx(np.sqrt(47.875 / 126))
     # Absolute errors 1.75 + 3.75 + 2.5 + 5 + 1 = 14 over 126 coordinates.
     assert mae(pred, gt) == pytest.approx(14 / 126)
+
+
+def test_mae_per_axis_by_hand():
+    pred, gt = _two_frames()
+    # x errors 0.75 + 2.5 + 1, y errors 1 + 5, z errors 3.75, each over 2 x 21 joints.
+    np.testing.assert_allclose(mae_per_axis(pred, gt), np.array([4.25, 6, 3.75]) / 42)
+    # Arms: LeftShoulder z 3.75 and RightArm x 1 over 2 x 8 joints.
+    np.testing.assert_allclose(mae_per_axis(pred, gt, "arm"), np.array([1, 0, 3.75]) / 16)
+    assert mae_per_axis(pred, gt).mean() == pytest.approx(mae(pred, gt))
 
 
 def test_pckh_by_hand_with_strict_thresholds():
