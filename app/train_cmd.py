@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-hard-negatives", action="store_true", help="ablation: random batches")
     p.add_argument("--fa-variant", choices=("paper", "code"), default="paper",
                    help="frequency attention as the paper or the public code has it (default: %(default)s)")
+    p.add_argument("--subject-discriminator", action="store_true",
+                   help="shibata only: train adversarially against a discriminator of the training "
+                        "subjects, so the encoder features hide who is moving")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
 
 
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         method=args.method, preset=args.preset, switches=switches(args), epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min, seed=args.seed,
         hard_negatives=False if args.no_hard_negatives else None, device=args.device,
+        subject_discriminator=args.subject_discriminator,
     )
     windows = load_windows(args.data, hop_frames=args.hop_frames)
     train_index, test_index = hold_out(windows, args.test_subjects, args.test_tracks)

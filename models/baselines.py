@@ -112,8 +112,13 @@ class Shibata(_Baseline):
         check_inputs(x, m)
         return self.trunk(flatten_mel(self.encoder(self.inputs(x, m))))
 
+    def forward_features(self, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(poses, encoder features) from one encoder pass, for adversarial training."""
+        features = self.features(x, m)
+        return self.decoder(features), features
+
     def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.features(x, m))
+        return self.forward_features(x, m)[0]
 
     def discriminator(self, features: torch.Tensor) -> torch.Tensor:
         """Subject logits (B, n_subjects) from encoder features (B, w, 12)."""

@@ -18,6 +18,14 @@
   plain process.
 - Seeds: ``seed`` fixes the initial weights (identical on every rank), dropout and the
   batch order.
+- Subject discriminator (Shibata only, ``subject_discriminator``): ``n_subjects`` is the
+  number of training subjects. Per batch, alternating as in a GAN: the pose step's loss adds
+  the confusion term of the discriminator's logits on the encoder features and steps the
+  encoder and decoder only; then the discriminator takes its own Adam step (same learning
+  rate schedule) on the detached features. Under DDP the whole ``TrainStep`` is wrapped and
+  every parameter gets a gradient in the pose step (the discriminator's through the confusion
+  term, then discarded), so no unused-parameter search is needed; the discriminator's own step
+  runs outside the wrapped forward, so its gradients are averaged over the ranks by hand.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +45,15 @@ from tqdm import tqdm
 from bgm2pose.models.baselines import METHODS, build_model
 from bgm2pose.models.data import ExcerptBatchSampler, WindowSet, fit_stats
 from bgm2pose.models.graph import NetworkInputs
-from bgm2pose.models.losses import LossWeights, loss_weights, total_loss
+from bgm2pose.models.losses import LossWeights, discriminator_loss, loss_weights, total_loss
 from bgm2pose.models.networks import NetConfig, preset
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.features import FeatureStats
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
+# Per-batch loss terms, as TrainStep returns them (before the features).
+TERMS = ("loss", "pose", "velocity", "clip", "confusion")
 
 
 class TrainError(UserError, ValueError):
@@ -63,6 +73,7 @@ class TrainConfig:
     average_last: int = 3
     hard_negatives: bool | None = None  # None: on exactly when the CLIP term is
     device: str = "auto"  # "auto" | "cpu" | "cuda"
+    subject_discriminator: bool = False  # Shibata's adversarial subject discriminator
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -73,6 +84,13 @@ class TrainConfig:
             raise TrainError(f"learning rates must satisfy 0 < lr_min <= lr; got {self.lr_min} and {self.lr}.")
         if self.device not in ("auto", "cpu", "cuda"):
             raise TrainError(f"device {self.device!r} is unknown; choose auto, cpu or cuda.")
+        if self.subject_discriminator and self.method != "shibata":
+            raise TrainError(f"the subject discriminator belongs to the Shibata baseline, not {self.method}; "
+                             "use it with --method shibata.")
+        if "n_subjects" in self.switches:
+            # A discriminator sized by hand would add the confusion term but never be trained.
+            raise TrainError("n_subjects is set from the training subjects; ask for subject_discriminator "
+                             "instead of the switch.")
 
     def net_config(self) -> NetConfig:
         return preset(self.preset, **self.switches)
@@ -96,8 +114,10 @@ class TrainResult:
 
 
 class TrainStep(nn.Module):
-    """Base features and true poses -> loss terms, as one module so DistributedDataParallel
-    sees the whole computation (CPE embeddings included) in its forward."""
+    """Base features and true poses -> the loss terms of ``TERMS`` and the encoder features
+    the subject discriminator's own step needs (None without one), as one module so
+    DistributedDataParallel sees the whole pose computation (CPE embeddings and confusion
+    term included) in its forward."""
 
     def __init__(self, network: nn.Module, stats: FeatureStats, weights: LossWeights, mean_pose: np.ndarray):
         super().__init__()
@@ -106,13 +126,106 @@ class TrainStep(nn.Module):
         self.weights = weights
         self.register_buffer("mean_pose", torch.from_numpy(mean_pose.astype(np.float32)))
 
-    def forward(self, base: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        pred, audio_emb = self.network.forward_train(*self.inputs(base))
+    def forward(self, base: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, m = self.inputs(base)
+        features = subject_logits = audio_emb = None
+        if self.weights.confusion:
+            # Not detached: the confusion term trains the encoder to hide the subject.
+            pred, features = self.network.forward_features(x, m)
+            subject_logits = self.network.discriminator(features)
+        else:
+            pred, audio_emb = self.network.forward_train(x, m)
         # The pose encoder sees poses relative to the training mean pose: raw normalised poses
         # share a large offset (y is height, hips near 10) that swamps what tells them apart.
         pose_emb = self.network.pose_embedding(poses - self.mean_pose) if self.weights.clip else None
-        t = total_loss(pred, poses, self.weights, audio_emb, pose_emb)
-        return t.total, t.pose, t.velocity, t.clip
+        t = total_loss(pred, poses, self.weights, audio_emb, pose_emb, subject_logits)
+        return t.total, t.pose, t.velocity, t.clip, t.confusion, features
+
+
+class SubjectDiscriminator:
+    """The discriminator's own optimiser and step, which alternates with the pose step."""
+
+    def __init__(self, network: nn.Module, subjects: np.ndarray, config: TrainConfig, total_steps: int,
+                 world: int):
+        self.network = network
+        self.subjects = torch.from_numpy(subjects)  # subject index per training position
+        self.parameters = list(network.subject_head.parameters())
+        self.optimiser = torch.optim.Adam(self.parameters, lr=config.lr)
+        self.schedule = _cosine(self.optimiser, config, total_steps)
+        self.world = world
+
+    def step(self, features: torch.Tensor, batch: np.ndarray) -> dict[str, float]:
+        """One step on a batch's encoder features; its loss and accuracy."""
+        subjects = self.subjects[torch.from_numpy(batch)].to(features.device)
+        # Detached, so this loss trains the discriminator only and never helps the encoder
+        # reveal the subject.
+        logits = self.network.discriminator(features.detach())
+        loss = discriminator_loss(logits, subjects)
+        # set_to_none also drops the gradients the confusion term left here in the pose step.
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.world > 1:
+            _average_gradients(self.parameters, self.world)
+        self.optimiser.step()
+        self.schedule.step()
+        accuracy = (logits.detach().argmax(dim=1) == subjects).float().mean()
+        return {"discriminator": float(loss.detach()), "discriminator_accuracy": float(accuracy)}
+
+    def state_dict(self) -> dict:
+        return {"optimiser": self.optimiser.state_dict(), "schedule": self.schedule.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.schedule.load_state_dict(state["schedule"])
+
+
+def _cosine(optimiser: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps, eta_min=config.lr_min)
+
+
+def _average_gradients(parameters: list[nn.Parameter], world: int) -> None:
+    for p in parameters:
+        dist.all_reduce(p.grad)
+        p.grad.div_(world)
+
+
+def _subject_index(subjects: np.ndarray) -> np.ndarray:
+    """Each training window's subject as an index into the sorted subject names."""
+    names, index = np.unique(subjects, return_inverse=True)
+    if len(names) < 2:
+        raise TrainError(f"the subject discriminator needs training windows of at least two subjects; "
+                         f"these are all {names[0]}'s.")
+    return index.astype(np.int64)
+
+
+def _pose_parameters(step: TrainStep, discriminator: SubjectDiscriminator | None) -> list[nn.Parameter]:
+    """Everything but the discriminator, which must not learn from the loss it is confused by."""
+    excluded = {id(p) for p in discriminator.parameters} if discriminator is not None else set()
+    return [p for p in step.parameters() if id(p) not in excluded]
+
+
+def _pose_step(model: nn.Module, optimiser, schedule, base: torch.Tensor, poses: torch.Tensor,
+               epoch: int) -> tuple[dict[str, float], torch.Tensor | None]:
+    """One optimiser step of the pose loss; its terms and the encoder features (or None)."""
+    *terms, features = model(base, poses)
+    optimiser.zero_grad(set_to_none=True)
+    terms[0].backward()
+    optimiser.step()
+    schedule.step()
+    values = {name: float(t.detach()) for name, t in zip(TERMS, terms)}
+    if not math.isfinite(values["loss"]):
+        raise TrainError(f"the loss became {values['loss']} in epoch {epoch + 1}; lower --lr or "
+                         "check the data for broken windows.")
+    return values, features
+
+
+def _summary(config: TrainConfig, epoch: int, mean: dict[str, float]) -> str:
+    line = (f"{config.method} epoch {epoch + 1}/{config.epochs}: loss {mean['loss']:.4f} "
+            f"(pose {mean['pose']:.4f}, velocity {mean['velocity']:.5f}, clip {mean['clip']:.3f}")
+    if "discriminator" in mean:
+        line += (f", confusion {mean['confusion']:.4f}); discriminator {mean['discriminator']:.3f} "
+                 f"(accuracy {mean['discriminator_accuracy']:.2f}")
+    return line + ")"
 
 
 def _start_at_mean_pose(network: nn.Module, mean_pose: np.ndarray) -> None:
@@ -207,6 +320,9 @@ def train(
     if device.type == "cuda":
         torch.cuda.set_device(device)
     net_config = config.net_config()
+    subjects = _subject_index(windows.subject[train_index]) if config.subject_discriminator else None
+    if subjects is not None:
+        net_config = replace(net_config, n_subjects=int(subjects.max()) + 1)
     weights = loss_weights(config.method, net_config)
     hard = config.hard_negatives if config.hard_negatives is not None else bool(weights.clip)
     stats = fit_stats(windows, train_index)
@@ -218,21 +334,26 @@ def train(
     step = TrainStep(network, stats, weights, mean_pose).to(device)
     sampler = ExcerptBatchSampler(windows.excerpt[train_index], config.batch_size, hard_negatives=hard,
                                   seed=config.seed, rank=rank, world=world)
-    optimiser = torch.optim.Adam(step.parameters(), lr=config.lr)
     total_steps = config.epochs * len(sampler)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps, eta_min=config.lr_min)
+    discriminator = (SubjectDiscriminator(network, subjects, config, total_steps, world)
+                     if subjects is not None else None)
+    optimiser = torch.optim.Adam(_pose_parameters(step, discriminator), lr=config.lr)
+    schedule = _cosine(optimiser, config, total_steps)
     snapshots: deque[dict] = deque(maxlen=config.average_last)
     history: list[dict] = []
     first_epoch = 0
     ckpt_path = Path(out) / CHECKPOINT if out is not None else None
     if resume and ckpt_path is not None and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
-        if ckpt["train_config"] != config.to_dict():
+        # Compared as configs, so a checkpoint from before a field was added still resumes.
+        if TrainConfig.from_dict(ckpt["train_config"]) != config:
             raise TrainError(f"{ckpt_path} was trained with other options; resume with the same "
                              "options or choose a new --out folder.")
         network.load_state_dict(ckpt["model"])
         optimiser.load_state_dict(ckpt["optimiser"])
         schedule.load_state_dict(ckpt["schedule"])
+        if discriminator is not None:
+            discriminator.load_state_dict(ckpt["discriminator"])
         snapshots.extend(ckpt["snapshots"])
         history = list(ckpt["history"])
         first_epoch = int(ckpt["epoch"]) + 1
@@ -244,42 +365,37 @@ def train(
         torch.manual_seed(config.seed * 1_000_003 + epoch * 1_009 + rank)
         sampler.set_epoch(epoch)
         model.train()
-        sums = np.zeros(4)
+        sums: dict[str, float] = {}
         bar = tqdm(sampler, desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", unit="batch",
                    disable=not progress or rank != 0, leave=False)
         for batch in bar:
             rows = torch.from_numpy(train_index[batch])
-            terms = model(base_all[rows].to(device), poses_all[rows].to(device))
-            optimiser.zero_grad(set_to_none=True)
-            terms[0].backward()
-            optimiser.step()
-            schedule.step()
-            values = [float(t.detach()) for t in terms]
-            if not math.isfinite(values[0]):
-                raise TrainError(f"the loss became {values[0]} in epoch {epoch + 1}; lower --lr or "
-                                 "check the data for broken windows.")
-            sums += values
-            bar.set_postfix(loss=f"{values[0]:.4f}")
-        mean = sums / max(len(sampler), 1)
-        history.append({"epoch": epoch + 1, "loss": float(mean[0]), "pose": float(mean[1]),
-                        "velocity": float(mean[2]), "clip": float(mean[3]), "lr": float(schedule.get_last_lr()[0])})
+            values, features = _pose_step(model, optimiser, schedule, base_all[rows].to(device),
+                                          poses_all[rows].to(device), epoch)
+            if discriminator is not None:
+                values |= discriminator.step(features, batch)
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value
+            bar.set_postfix({name: f"{values[name]:.4f}" for name in ("loss", "discriminator") if name in values})
+        mean = {name: total / max(len(sampler), 1) for name, total in sums.items()}
+        history.append({"epoch": epoch + 1, **mean, "lr": float(schedule.get_last_lr()[0])})
         if progress and rank == 0:
-            tqdm.write(f"{config.method} epoch {epoch + 1}/{config.epochs}: loss {mean[0]:.4f} "
-                       f"(pose {mean[1]:.4f}, velocity {mean[2]:.5f}, clip {mean[3]:.3f})")
+            tqdm.write(_summary(config, epoch, mean))
         if world > 1:
             _average_buffers(network, world)
         snapshots.append(_cpu_state(network))
         done = epoch + 1 == config.epochs
         if ckpt_path is not None and rank == 0:
             _save(ckpt_path, config, net_config, stats, network, optimiser, schedule, snapshots, history,
-                  epoch, average_states(list(snapshots)) if done else None, windows, train_index, mean_pose)
+                  epoch, average_states(list(snapshots)) if done else None, windows, train_index, mean_pose,
+                  discriminator)
 
     network.load_state_dict(average_states(list(snapshots)))
     return TrainResult(network.cpu().eval(), stats, config, net_config, mean_pose, history)
 
 
 def _save(path, config, net_config, stats, network, optimiser, schedule, snapshots, history, epoch,
-          averaged, windows, train_index, mean_pose) -> None:
+          averaged, windows, train_index, mean_pose, discriminator) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = windows.subset(train_index).describe()
     ckpt = {
@@ -296,6 +412,7 @@ def _save(path, config, net_config, stats, network, optimiser, schedule, snapsho
         "snapshots": list(snapshots),
         "history": history,
         "averaged": averaged,
+        "discriminator": discriminator.state_dict() if discriminator is not None else None,
     }
     tmp = path.with_suffix(".tmp")
     torch.save(ckpt, tmp)

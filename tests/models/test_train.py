@@ -1,4 +1,5 @@
-"""Training: overfitting, checkpoints and resume, DistributedDataParallel across 2 processes."""
+"""Training: overfitting, checkpoints and resume, DistributedDataParallel across 2 processes,
+Shibata's adversarial subject discriminator."""
 
 import os
 import subprocess
@@ -9,12 +10,19 @@ import numpy as np
 import pytest
 import torch
 
+from bgm2pose.models.baselines import build_model
 from bgm2pose.models.data import WindowSet
+from bgm2pose.models.export import export_onnx
+from bgm2pose.models.inference import PoseModel
+from bgm2pose.models.losses import loss_weights
 from bgm2pose.models.metrics import mae
+from bgm2pose.models.networks import preset
 from bgm2pose.models.skeleton import normalise
 from bgm2pose.models.train import (
-    CHECKPOINT, TrainConfig, TrainError, load_checkpoint, model_from_checkpoint, predict, train,
+    CHECKPOINT, TERMS, SubjectDiscriminator, TrainConfig, TrainError, TrainStep, load_checkpoint,
+    model_from_checkpoint, predict, train,
 )
+from bgm2pose.sensing.features import FeatureStats
 from bgm2pose.sensing.sim.motion import SUBJECTS, generate_motion
 
 torch.set_num_threads(1)
@@ -22,21 +30,22 @@ torch.set_num_threads(1)
 TINY = {"branch_widths": [8, 16], "block_widths": [16, 16, 16], "trunk_width": 32, "baseline_width": 32}
 
 
-def _windows(n: int, seed: int = 0) -> WindowSet:
-    """n windows of real procedural motion (consecutive 0.6 s of 2 subjects) with base
-    features at the scale of real ones; excerpts shared in pairs across the subjects."""
+def _windows(n: int, seed: int = 0, subjects: int = 2) -> WindowSet:
+    """n windows of real procedural motion (consecutive 0.6 s of each subject) with base
+    features at the scale of real ones; each excerpt shared by all the subjects."""
+    k = n // subjects
     poses = []
-    for subject in SUBJECTS[:2]:
-        joints = generate_motion(subject, 0.6 * (n // 2) + 0.1, seed=seed)
-        t = np.arange(n // 2)[:, None] * 72 + np.linspace(0, 71, 12)[None].round().astype(int)
-        poses.append(normalise(joints[t]).reshape(n // 2, 12, 63))
+    for subject in SUBJECTS[:subjects]:
+        joints = generate_motion(subject, 0.6 * k + 0.1, seed=seed)
+        t = np.arange(k)[:, None] * 72 + np.linspace(0, 71, 12)[None].round().astype(int)
+        poses.append(normalise(joints[t]).reshape(k, 12, 63))
     rng = np.random.default_rng(seed)
     base = rng.standard_normal((n, 9, 12, 128)).astype(np.float32)
     base[:, :6] = base[:, :6] * 10 - 60
     return WindowSet(
         base=base, poses=np.concatenate(poses).astype(np.float32),
-        subject=np.repeat(["S1", "S2"], n // 2), track=np.full(n, "ambient-0000"), genre=np.full(n, "ambient"),
-        excerpt=np.tile([f"ambient-0000@{i * 28800}" for i in range(n // 2)], 2),
+        subject=np.repeat([f"S{i + 1}" for i in range(subjects)], k), track=np.full(n, "ambient-0000"),
+        genre=np.full(n, "ambient"), excerpt=np.tile([f"ambient-0000@{i * 28800}" for i in range(k)], subjects),
     )
 
 
@@ -69,7 +78,17 @@ def test_checkpoint_loads_weights_only_and_resume_repeats_the_run(tmp_path, monk
     key = "decoder.head.conv.weight"
     np.testing.assert_allclose(ckpt["averaged"][key], (ckpt["snapshots"][0][key] + ckpt["snapshots"][1][key]) / 2)
 
-    # Interrupt a second run right after its second checkpoint, then resume it.
+    resumed = _interrupted_then_resumed(w, config, tmp_path / "resumed", monkeypatch)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    for a, b in zip(resumed.model.state_dict().values(), full.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(TrainError, match="other options"):
+        train(w, np.arange(24), TrainConfig(method="bgm2pose", switches=TINY, epochs=4, batch_size=6),
+              tmp_path / "resumed", resume=True, progress=False)
+
+
+def _interrupted_then_resumed(w: WindowSet, config: TrainConfig, out, monkeypatch):
+    """A run interrupted right after its second checkpoint, then resumed from it."""
     import bgm2pose.models.train as train_module
     save = train_module._save
 
@@ -80,16 +99,10 @@ def test_checkpoint_loads_weights_only_and_resume_repeats_the_run(tmp_path, monk
 
     monkeypatch.setattr(train_module, "_save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        train(w, np.arange(24), config, tmp_path / "resumed", progress=False)
-    assert load_checkpoint(tmp_path / "resumed" / CHECKPOINT)["epoch"] == 1
+        train(w, np.arange(len(w)), config, out, progress=False)
+    assert load_checkpoint(out / CHECKPOINT)["epoch"] == 1
     monkeypatch.setattr(train_module, "_save", save)
-    resumed = train(w, np.arange(24), config, tmp_path / "resumed", resume=True, progress=False)
-    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
-    for a, b in zip(resumed.model.state_dict().values(), full.model.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    with pytest.raises(TrainError, match="other options"):
-        train(w, np.arange(24), TrainConfig(method="bgm2pose", switches=TINY, epochs=4, batch_size=6),
-              tmp_path / "resumed", resume=True, progress=False)
+    return train(w, np.arange(len(w)), config, out, resume=True, progress=False)
 
 
 def test_bad_options_raise_user_errors(tmp_path):
@@ -106,6 +119,123 @@ def test_bad_options_raise_user_errors(tmp_path):
                   progress=False)
 
 
+SUBJECTS_D = {"method": "shibata", "subject_discriminator": True, "switches": TINY, "batch_size": 8,
+              "average_last": 1}
+
+
+def _initial_shibata(n_subjects: int, seed: int = 0):
+    """The weights train() starts from (it seeds, then builds; only the pose head's bias moves)."""
+    torch.manual_seed(seed)
+    return build_model("shibata", preset("cpu", **TINY, n_subjects=n_subjects))
+
+
+def test_subject_discriminator_trains_and_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    w = _windows(24, subjects=3)
+    config = TrainConfig(**SUBJECTS_D, epochs=3)
+    full = train(w, np.arange(24), config, tmp_path / "full", progress=False)
+    assert full.net_config.n_subjects == 3
+    start = _initial_shibata(3).subject_head.state_dict()
+    for key, value in full.model.subject_head.state_dict().items():
+        assert not torch.equal(value, start[key]), key
+    for h in full.history:
+        assert h["confusion"] > 0 and h["discriminator"] > 0 and 0 <= h["discriminator_accuracy"] <= 1
+    ckpt = load_checkpoint(tmp_path / "full" / CHECKPOINT)  # weights_only=True
+    assert ckpt["net_config"]["n_subjects"] == 3
+    # Each optimiser holds Adam moments for its own parameters only: 4 discriminator tensors.
+    n_parameters = len(list(full.model.parameters()))
+    assert len(ckpt["discriminator"]["optimiser"]["state"]) == 4
+    assert len(ckpt["optimiser"]["state"]) == n_parameters - 4
+
+    resumed = _interrupted_then_resumed(w, config, tmp_path / "resumed", monkeypatch)
+    assert resumed.history == full.history
+    for key, value in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    torch.testing.assert_close(load_checkpoint(tmp_path / "resumed" / CHECKPOINT)["discriminator"],
+                               ckpt["discriminator"], rtol=0, atol=0)
+
+
+def test_each_optimiser_moves_only_its_own_parameters(monkeypatch):
+    """Checked around every discriminator step: the pose step before it left the discriminator's
+    weights where its last step put them, though the confusion term gave them gradients; and
+    the step itself changes no pose weight nor pose gradient (it sees detached features)."""
+    real_step = SubjectDiscriminator.step
+    after: list[tuple[list, list]] = []
+
+    def checked_step(self, features, batch):
+        own = self.parameters
+        pose = [p for p in self.network.parameters() if all(p is not q for q in own)]
+        for i, p in enumerate(own):
+            assert p.grad is not None and p.grad.abs().sum() > 0
+            if after:
+                assert torch.equal(p, after[-1][0][i]), "the pose step moved the discriminator"
+                assert not torch.equal(p.grad, after[-1][1][i]), "no confusion gradient reached it"
+        before = [(p.detach().clone(), p.grad.clone()) for p in pose]
+        values = real_step(self, features, batch)
+        for p, (value, grad) in zip(pose, before):
+            assert torch.equal(p, value) and torch.equal(p.grad, grad), "the discriminator step reached the encoder"
+        after.append(([p.detach().clone() for p in own], [p.grad.clone() for p in own]))
+        return values
+
+    monkeypatch.setattr(SubjectDiscriminator, "step", checked_step)
+    result = train(_windows(24, subjects=3), np.arange(24), TrainConfig(**SUBJECTS_D, epochs=2), progress=False)
+    assert len(after) == 2 * 3  # every batch of both epochs
+    assert result.history[-1]["discriminator"] > 0
+
+
+def test_confusion_term_trains_the_encoder():
+    w = _windows(8)
+    network = _initial_shibata(2)
+    step = TrainStep(network, FeatureStats.fit(w.base), loss_weights("shibata", preset("cpu", n_subjects=2)),
+                     w.poses.mean(axis=(0, 1)))
+    confusion = step(torch.from_numpy(w.base), torch.from_numpy(w.poses))[TERMS.index("confusion")]
+    (grad,) = torch.autograd.grad(confusion, network.encoder[0][0].weight)
+    assert grad.abs().sum() > 0
+
+
+def test_subject_discriminator_is_a_user_error_outside_shibata(tmp_path, capsys):
+    with pytest.raises(TrainError, match="--method shibata"):
+        TrainConfig(method="bgm2pose", subject_discriminator=True)
+    with pytest.raises(TrainError, match="subject_discriminator"):
+        TrainConfig(method="shibata", switches={"n_subjects": 3})
+    w = _windows(8)
+    with pytest.raises(TrainError, match="at least two subjects"):
+        train(w, np.flatnonzero(w.subject == "S1"), TrainConfig(**SUBJECTS_D, epochs=1), progress=False)
+    from bgm2pose.app.cli import main
+
+    args = ["train", str(tmp_path), "--out", str(tmp_path / "run"), "--method", "jiang", "--subject-discriminator"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--method shibata" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+def test_export_of_a_model_trained_with_the_discriminator_maps_base_to_poses_only(tmp_path):
+    import onnx
+
+    w = _windows(24, subjects=3)
+    train(w, np.arange(24), TrainConfig(**SUBJECTS_D, epochs=1), tmp_path, progress=False)
+    model, stats, _ = model_from_checkpoint(load_checkpoint(tmp_path / CHECKPOINT))
+    assert model.subject_head is not None
+    path = tmp_path / "shibata.onnx"
+    assert export_onnx(model, stats, path, {})["parity_max_abs"] < 1e-4
+    graph = onnx.load(path).graph
+    assert [v.name for v in graph.input] == ["base"] and [v.name for v in graph.output] == ["poses"]
+    assert not [t.name for t in graph.initializer if "subject" in t.name]
+    expected = predict(model, stats, w.base[:5])
+    got = PoseModel(path).predict(w.base[:5]).reshape(expected.shape)
+    assert expected.std() > 0.3
+    assert np.abs(got - expected).max() < 1e-4
+
+
+# label -> (TrainConfig options, a weight that must differ from a one-process run). The
+# discriminator's step runs outside DDP's forward, so its weights agreeing across ranks checks
+# the hand-made gradient averaging.
+DDP_RUNS = {
+    "bgm2pose": ({"method": "bgm2pose"}, "decoder.head.conv.weight"),
+    "shibata_subjects": ({"method": "shibata", "subject_discriminator": True}, "subject_head.2.weight"),
+}
+DDP_COMMON = {"switches": TINY, "epochs": 2, "batch_size": 4, "average_last": 1, "device": "cpu"}
+
 WORKER = """
 import sys
 import numpy as np
@@ -116,11 +246,10 @@ torch.set_num_threads(1)
 from bgm2pose.models.train import TrainConfig, train
 import test_train_worker_data as d
 w = d.windows()
-config = TrainConfig(method="bgm2pose", switches={tiny!r}, epochs=2, batch_size=4, average_last=1, device="cpu")
-result = train(w, np.arange(len(w)), config, progress=False)
-rank = dist.get_rank()
-torch.save({{"state": result.model.state_dict(), "world": dist.get_world_size(),
-            "loss": result.history[-1]["loss"]}}, {out!r} + f"/rank{{rank}}.pt")
+for label, options in {runs!r}.items():
+    result = train(w, np.arange(len(w)), TrainConfig(**options), progress=False)
+    torch.save({{"state": result.model.state_dict(), "world": dist.get_world_size(),
+                "history": result.history[-1]}}, {out!r} + f"/{{label}}_rank{{dist.get_rank()}}.pt")
 dist.destroy_process_group()
 """
 
@@ -135,22 +264,23 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
             z = np.load({str(tmp_path / 'windows.npz')!r})
             return WindowSet(**{{k: z[k] for k in z.files}})
     """))
+    runs = {label: {**options, **DDP_COMMON} for label, (options, _) in DDP_RUNS.items()}
     script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(here=str(tmp_path), tiny=TINY, out=str(tmp_path)))
+    script.write_text(WORKER.format(here=str(tmp_path), runs=runs, out=str(tmp_path)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    assert ranks[0]["world"] == ranks[1]["world"] == 2
-    # Each rank saw different batches (different losses) yet holds the same weights.
-    assert ranks[0]["loss"] != ranks[1]["loss"]
-    for key, value in ranks[0]["state"].items():
-        torch.testing.assert_close(value, ranks[1]["state"][key], rtol=0, atol=0, msg=key)
-    # And they moved away from where one process alone would have gone with its share.
-    alone = train(w, np.arange(32), TrainConfig(method="bgm2pose", switches=TINY, epochs=2, batch_size=4,
-                                                average_last=1, device="cpu"), progress=False)
-    head = "decoder.head.conv.weight"
-    assert not torch.equal(alone.model.state_dict()[head], ranks[0]["state"][head])
+    for label, (_, moved) in DDP_RUNS.items():
+        ranks = [torch.load(tmp_path / f"{label}_rank{r}.pt", weights_only=True) for r in (0, 1)]
+        assert ranks[0]["world"] == ranks[1]["world"] == 2
+        # Each rank saw different batches (different losses) yet holds the same weights.
+        assert ranks[0]["history"]["loss"] != ranks[1]["history"]["loss"]
+        for key, value in ranks[0]["state"].items():
+            torch.testing.assert_close(value, ranks[1]["state"][key], rtol=0, atol=0, msg=f"{label}: {key}")
+        # And they moved away from where one process alone would have gone with its share.
+        alone = train(w, np.arange(32), TrainConfig(**runs[label]), progress=False)
+        assert not torch.equal(alone.model.state_dict()[moved], ranks[0]["state"][moved]), label
+        assert ("discriminator" in ranks[0]["history"]) == runs[label].get("subject_discriminator", False)
