@@ -232,7 +232,11 @@ def _start_at_mean_pose(network: nn.Module, mean_pose: np.ndarray) -> None:
     """Set the output layer's bias to the training mean pose. Normalised poses sit far from 0
     (y is height above the lowest joint, hips near 10), so a head starting at 0 would spend its
     first epochs learning the offset, and the 100x velocity term cannot help with that."""
-    heads = [m for m in network.modules() if isinstance(getattr(m, "bias", None), torch.Tensor) and m.bias.shape == (63,)]
+    # Shibata's discriminator is no pose head, even with exactly 63 training subjects.
+    discriminator = getattr(network, "subject_head", None)
+    skip = {id(m) for m in discriminator.modules()} if discriminator is not None else set()
+    heads = [m for m in network.modules() if id(m) not in skip
+             and isinstance(getattr(m, "bias", None), torch.Tensor) and m.bias.shape == (63,)]
     if len(heads) != 1:
         raise TrainError(f"{type(network).__name__} has {len(heads)} layers with 63 outputs; expected one pose head.")
     with torch.no_grad():

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,8 +20,8 @@ from bgm2pose.models.metrics import mae
 from bgm2pose.models.networks import preset
 from bgm2pose.models.skeleton import normalise
 from bgm2pose.models.train import (
-    CHECKPOINT, TERMS, SubjectDiscriminator, TrainConfig, TrainError, TrainStep, load_checkpoint,
-    model_from_checkpoint, predict, train,
+    CHECKPOINT, TERMS, SubjectDiscriminator, TrainConfig, TrainError, TrainStep, _start_at_mean_pose,
+    load_checkpoint, model_from_checkpoint, predict, train,
 )
 from bgm2pose.sensing.features import FeatureStats
 from bgm2pose.sensing.sim.motion import SUBJECTS, generate_motion
@@ -284,3 +285,17 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
         alone = train(w, np.arange(32), TrainConfig(**runs[label]), progress=False)
         assert not torch.equal(alone.model.state_dict()[moved], ranks[0]["state"][moved]), label
         assert ("discriminator" in ranks[0]["history"]) == runs[label].get("subject_discriminator", False)
+
+
+def test_mean_pose_goes_to_the_pose_head_even_with_63_subjects():
+    # The discriminator then has 63 outputs too; it must not be mistaken for the pose head.
+    net = build_model("shibata", replace(preset("cpu"), n_subjects=63))
+    mean_pose = np.linspace(-1, 10, 63).astype(np.float32)
+    _start_at_mean_pose(net, mean_pose)
+    x, m = torch.zeros(1, 11, 12, 128), torch.zeros(1, 2, 12, 128)
+    heads = [mod for mod in net.modules() if getattr(mod, "bias", None) is not None
+             and mod.bias.shape == (63,)]
+    assert len(heads) == 2
+    assert sum(torch.equal(h.bias, torch.from_numpy(mean_pose)) for h in heads) == 1
+    assert not torch.equal(net.subject_head[-1].bias, torch.from_numpy(mean_pose))
+    assert net(x, m).shape == (1, 12, 63)
