@@ -87,7 +87,7 @@ def test_root_inside_area_facing_mic_and_feet_on_floor(long_motion):
     centre = np.array(rig.area_center)[[0, 2]]
     dist = np.linalg.norm(p[:, J["Hips"], [0, 2]] - centre, axis=-1)
     assert dist.max() <= rig.area_radius
-    assert dist.max() - dist.min() > 0.2  # and it does move around
+    assert dist.max() - dist.min() > 0.5 * rig.area_radius  # and it does move around
     feet = p[:, FEET, 1]
     assert feet.min() >= 0.0
     assert feet.min(axis=1).max() <= 0.02  # one foot always stands on the floor
