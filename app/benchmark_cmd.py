@@ -77,10 +77,15 @@ def run(args: argparse.Namespace) -> int:
           + ", ".join(f"{k} {v:.0f}" for k, v in speeds.items()) + ")", flush=True)
 
     runs = args.out / "runs"
+    data = windows.fingerprint()
     results, todo = [], []
     for job in plan.jobs:
-        done = load_result(runs, job, plan.budget)
+        done = load_result(runs, job, plan.budget, data)
         (results.append(done) if done else todo.append(job))
+    stale = sum((runs / f"{job.key}.json").is_file() for job in todo)
+    if stale:
+        print(f"benchmark: {stale} earlier results in {runs} were made with other data or another "
+              "budget; running those jobs again", flush=True)
     start = time.perf_counter()
     with tqdm(total=len(plan.jobs), initial=len(results), desc="benchmark", unit="job") as bar:
         if todo:
@@ -88,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
                                      initargs=(args.data,)) as pool:
                 futures = {pool.submit(_work, job, plan.budget): job for job in todo}
                 for future in as_completed(futures):
-                    result = future.result()
+                    result = {**future.result(), "data": data}
                     save_result(runs, result)
                     results.append(result)
                     bar.set_postfix_str(f"{result['key']} MAE {result['metrics']['mae']:.3f}")

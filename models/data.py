@@ -63,6 +63,16 @@ class WindowSet:
     def subset(self, index: np.ndarray) -> WindowSet:
         return WindowSet(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
 
+    def fingerprint(self) -> str:
+        """A hash of the content (features, poses, labels), so results computed on other data
+        are recognised as such even when the folder and the counts are the same."""
+        h = hashlib.blake2b(digest_size=12)
+        for name in self.__dataclass_fields__:
+            a = np.ascontiguousarray(getattr(self, name))
+            h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+            h.update(a.tobytes() if a.dtype.kind not in "OU" else "\0".join(map(str, a.ravel())).encode())
+        return h.hexdigest()
+
     def describe(self) -> dict:
         """Counts for a model card: windows, subjects, tracks, genres."""
         return {"windows": len(self), "subjects": sorted(set(self.subject.tolist())),

@@ -270,11 +270,12 @@ def save_result(folder: Path, result: dict) -> None:
     (folder / f"{result['key']}.json").write_text(json.dumps(result) + "\n")
 
 
-def load_result(folder: Path, job: Job, budget: Budget) -> dict | None:
-    """A finished job's result from an earlier run with the same budget, else None."""
+def load_result(folder: Path, job: Job, budget: Budget, data: str) -> dict | None:
+    """A finished job's result from an earlier run with the same budget on the same data
+    (``WindowSet.fingerprint``), else None."""
     path = folder / f"{job.key}.json"
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
-    return result if result.get("budget") == asdict(budget) else None
+    return result if result.get("budget") == asdict(budget) and result.get("data") == data else None
 

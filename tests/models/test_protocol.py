@@ -11,7 +11,7 @@ from bgm2pose.models.data import DataError, WindowSet
 from bgm2pose.models.metrics import mae
 from bgm2pose.models.protocol import (
     ROW_BY_LABEL, ROWS, Budget, Job, _shuffled, aggregate, estimate_seconds, make_plan,
-    protocol_settings, quick_budget, run_job, split,
+    load_result, protocol_settings, quick_budget, run_job, save_result, split,
 )
 from bgm2pose.models.report import write_report
 
@@ -91,6 +91,22 @@ def test_run_job_mean_pose_and_a_trained_baseline():
     agg = aggregate([result, {**result, "metrics": {**result["metrics"], "mae": expected + 0.2}}])
     mean, std, n = agg[("a", "mean pose")]["mae"]
     assert n == 2 and mean == pytest.approx(expected + 0.1) and std == pytest.approx(0.1)
+
+
+def test_saved_results_are_reused_only_for_the_same_budget_and_data(tmp_path):
+    w = _windows()
+    job = Job(protocol_settings(w)[0], "S3", 0, ROW_BY_LABEL["mean pose"])
+    budget = Budget(epochs=1, batch_size=8)
+    data = w.fingerprint()
+    save_result(tmp_path, {**run_job(w, job, budget), "data": data})
+    assert load_result(tmp_path, job, budget, data)["key"] == job.key
+    assert load_result(tmp_path, job, replace(budget, epochs=2), data) is None
+    # The same folder re-simulated: same counts and labels, other audio.
+    other = replace(w, base=w.base.copy())
+    other.base[5, 0, 0, 0] += 1.0
+    assert other.describe() == w.describe() and other.fingerprint() != data
+    assert load_result(tmp_path, job, budget, other.fingerprint()) is None
+    assert replace(w, poses=w.poses.copy()).fingerprint() == data
 
 
 def test_quick_budget_fits_the_time():
