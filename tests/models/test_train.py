@@ -53,11 +53,13 @@ def _windows(n: int, seed: int = 0, subjects: int = 2) -> WindowSet:
 @pytest.mark.parametrize("method, lr", [("bgm2pose", 3e-3), ("jiang", 1e-2)])
 def test_overfits_16_windows(method, lr):
     w = _windows(16)
-    config = TrainConfig(method=method, preset="cpu", switches=TINY, epochs=60, batch_size=16,
+    # 100 steps: the pose terms fall 10x within 60, BGM2Pose's CLIP term (matching random
+    # audio to poses) takes longer on some draws of the motion.
+    config = TrainConfig(method=method, preset="cpu", switches=TINY, epochs=100, batch_size=16,
                          lr=lr, lr_min=lr, average_last=1)
     result = train(w, np.arange(16), config, progress=False)
     losses = [h["loss"] for h in result.history]
-    assert len(losses) == 60  # one step per epoch: 60 steps
+    assert len(losses) == 100  # one step per epoch
     assert losses[-1] < losses[0] / 10
     pred = predict(result.model, result.stats, w.base)
     mean_pose = np.broadcast_to(w.poses.mean(axis=0), w.poses.shape)
