@@ -115,22 +115,25 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, *, epochs: int = MLP_EPOCHS,
     """A two-hidden-layer MLP fitted with an L1 loss on standardised inputs; returns the
     predictor. Seeded: the same data give the same weights."""
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
     mu, sd, ym = xt.mean(0), xt.std(0) + 1e-6, yt.mean(0)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(x.shape[1], _MLP_HIDDEN), torch.nn.GELU(), torch.nn.Dropout(_MLP_DROPOUT),
-        torch.nn.Linear(_MLP_HIDDEN, _MLP_HIDDEN), torch.nn.GELU(),
-        torch.nn.Linear(_MLP_HIDDEN, y.shape[1]),
-    )
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-2)
-    net.train()
-    for _ in range(epochs):
-        for batch in torch.randperm(len(xt), generator=gen).split(_MLP_BATCH):
-            loss = (net((xt[batch] - mu) / sd) - (yt[batch] - ym)).abs().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    # Initial weights and dropout draw from torch's global generator: seed it, and leave the
+    # caller's random state as it was.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(
+            torch.nn.Linear(x.shape[1], _MLP_HIDDEN), torch.nn.GELU(), torch.nn.Dropout(_MLP_DROPOUT),
+            torch.nn.Linear(_MLP_HIDDEN, _MLP_HIDDEN), torch.nn.GELU(),
+            torch.nn.Linear(_MLP_HIDDEN, y.shape[1]),
+        )
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-2)
+        net.train()
+        for _ in range(epochs):
+            for batch in torch.randperm(len(xt), generator=gen).split(_MLP_BATCH):
+                loss = (net((xt[batch] - mu) / sd) - (yt[batch] - ym)).abs().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
     net.eval()
 
     def predict(x_new: np.ndarray) -> np.ndarray:

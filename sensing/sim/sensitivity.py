@@ -16,7 +16,7 @@ import numpy as np
 
 from bgm2pose.models.skeleton import INDEX
 from bgm2pose.sensing.features import CHANNELS, N_FFT, SAMPLE_RATE, frame_features, mel_filterbank
-from bgm2pose.sensing.sim.render import render_session
+from bgm2pose.sensing.sim.render import POSE_FPS, render_session
 from bgm2pose.sensing.sim.rig import Rig
 
 BANDS_HZ = ((0, 1000), (1000, 4000), (4000, 12000), (12000, 24000))
@@ -62,7 +62,7 @@ def _band_means(db: np.ndarray) -> np.ndarray:
 
 def _features(rig: Rig, pose: np.ndarray, music: np.ndarray, height: float, build: float,
               seed: int) -> np.ndarray:
-    frames = int(round(_SECONDS * 120))
+    frames = int(round(_SECONDS * POSE_FPS))
     mic = render_session(rig, music, np.repeat(pose[None], frames, axis=0),
                          height=height, build=build, seed=seed)
     f = frame_features(mic, music)
