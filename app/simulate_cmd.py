@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tqdm import tqdm
 
+from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.sim.dataset import (
     DEFAULT_TRACKS, SimulationPlan, is_done, parse_shard, plan_jobs, render_job, shard,
 )
 from bgm2pose.sensing.sim.motion import SUBJECTS
 from bgm2pose.sensing.sim.render import BACKGROUND_NOISE_DB, SENSOR_NOISE_DB
+from bgm2pose.sensing.sim.rig import Rig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,8 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--takes", type=int, default=1,
                    help="sessions per subject and track (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="data-set seed (default: %(default)s)")
+    p.add_argument("--rig", type=Path, metavar="JSON",
+                   help="file of rig settings overriding the default rig, e.g. "
+                        '{"rt60": 0.2, "speaker_directivity_db": 9}; names as in the [rig] table of '
+                        "a session's session.toml (default: the built-in rig)")
     p.add_argument("--randomise-rig", action="store_true",
-                   help="vary room, RT60 and speaker/mic placement per session")
+                   help="vary room, RT60 and speaker/mic placement per session (around --rig)")
     p.add_argument("--sensor-noise-db", type=float, default=SENSOR_NOISE_DB,
                    help="white sensor noise per mic channel, dBFS RMS (default: %(default)s)")
     p.add_argument("--background-noise-db", type=float, default=BACKGROUND_NOISE_DB,
@@ -57,10 +64,23 @@ def _render(args_tuple):
     return render_job(job, out, plan)
 
 
+def _read_rig(path: Path | None) -> Rig:
+    if path is None:
+        return Rig()
+    try:
+        settings = json.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read the rig file {path} ({exc.strerror}); check the path") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"the rig file {path} is not valid JSON ({exc.msg}, line {exc.lineno}); "
+                        'write an object such as {"rt60": 0.2}') from None
+    return Rig.from_dict(settings)
+
+
 def run(args: argparse.Namespace) -> int:
     plan = SimulationPlan(
         subjects=tuple(args.subjects), tracks=tuple(args.tracks), minutes=args.minutes,
-        takes=args.takes, seed=args.seed, randomise_rig=args.randomise_rig,
+        takes=args.takes, seed=args.seed, randomise_rig=args.randomise_rig, rig=_read_rig(args.rig),
         sensor_noise_db=args.sensor_noise_db, background_noise_db=args.background_noise_db,
     )
     index, count = parse_shard(args.shard)

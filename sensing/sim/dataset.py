@@ -40,6 +40,8 @@ class SimulationPlan:
     takes: int = 1
     seed: int = 0
     randomise_rig: bool = False
+    # The rig of every session, or the base the randomised rigs vary around.
+    rig: Rig = Rig()
     sensor_noise_db: float = SENSOR_NOISE_DB
     background_noise_db: float = BACKGROUND_NOISE_DB
 
@@ -99,7 +101,8 @@ def plan_jobs(plan: SimulationPlan) -> list[SessionJob]:
             for take in range(plan.takes):
                 key = f"{subject}_{track.name}_t{take}"
                 seed = _derived_seed(plan.seed, key)
-                rig = randomised_rig(np.random.default_rng(seed)) if plan.randomise_rig else Rig()
+                rig = (randomised_rig(np.random.default_rng(seed), plan.rig) if plan.randomise_rig
+                       else plan.rig)
                 jobs.append(SessionJob(key, by_name[subject], track, take, seed, rig))
     return jobs
 

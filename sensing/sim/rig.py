@@ -62,8 +62,8 @@ class Rig:
             p = np.asarray(getattr(self, name), float)
             if p.shape != (3,) or np.any(p <= 0) or np.any(p >= size):
                 raise RigError(
-                    f"{name.replace('_', ' ')} at {tuple(p)} is outside the room "
-                    f"{tuple(size)}; place it strictly inside"
+                    f"{name.replace('_', ' ')} at {tuple(p.tolist())} is outside the room "
+                    f"{tuple(size.tolist())}; place it strictly inside"
                 )
         if not 0.05 <= self.rt60 <= 5.0:
             raise RigError(f"RT60 {self.rt60} s is out of range; use 0.05 to 5 s")
@@ -105,8 +105,14 @@ class Rig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Rig":
+        """The rig of ``d`` (as ``to_dict`` writes it); missing settings keep their defaults."""
+        if not isinstance(d, dict):
+            raise RigError(f"rig settings must be a JSON object of name: value, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
             raise RigError(f"unknown rig settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        except TypeError as exc:  # e.g. a string where a number belongs
+            raise RigError(f"bad rig setting value ({exc}); use numbers, and lists of three for positions") from None

@@ -35,6 +35,39 @@ def test_user_errors_are_one_clear_sentence_not_a_traceback(args, phrase, tmp_pa
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_simulate_renders_with_the_rig_of_a_file(tmp_path):
+    from bgm2pose.sensing.session import read_session
+    from bgm2pose.sensing.sim.rig import Rig
+
+    (tmp_path / "dry.json").write_text('{"rt60": 0.2, "speaker_directivity_db": 9}')
+    r = _run("simulate", str(tmp_path / "data"), "--subjects", "S1", "--tracks", "jazz-0000",
+             "--minutes", "0.02", "--rig", str(tmp_path / "dry.json"))
+    assert r.returncode == 0, r.stderr
+    (folder,) = (tmp_path / "data").iterdir()
+    assert Rig.from_dict(read_session(folder).info.rig) == Rig(rt60=0.2, speaker_directivity_db=9.0)
+
+
+@pytest.mark.parametrize("text, phrase", [
+    (None, "cannot read the rig file"),
+    ('{"rt60": 0.2', "is not valid JSON"),
+    ('[0.2]', "must be a JSON object"),
+    ('{"reverb": 0.2}', "unknown rig settings ['reverb']"),
+    ('{"rt60": 9}', "RT60 9 s is out of range"),
+    ('{"rt60": "dry"}', "bad rig setting value"),
+    ('{"mic": [3.5, 1.2, 9.0]}', "mic at (3.5, 1.2, 9.0) is outside the room"),
+])
+def test_a_bad_rig_file_is_one_clear_sentence(text, phrase, tmp_path):
+    path = tmp_path / "rig.json"
+    if text is not None:
+        path.write_text(text)
+    r = _run("simulate", str(tmp_path / "data"), "--rig", str(path))
+    assert r.returncode == 2
+    assert phrase in r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()
+
+
 def test_learnability_report_from_a_simulated_data_set(tmp_path):
     data = tmp_path / "sim"
     r = _run("simulate", str(data), "--subjects", "S1", "S2", "S3", "--tracks", "ambient-0000",

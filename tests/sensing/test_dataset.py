@@ -5,6 +5,7 @@ from bgm2pose.sensing.session import read_session
 from bgm2pose.sensing.sim.dataset import (
     DatasetError, SimulationPlan, parse_shard, plan_jobs, render_job, shard,
 )
+from bgm2pose.sensing.sim.rig import Rig
 
 
 def test_shards_are_disjoint_and_cover_every_job():
@@ -34,6 +35,16 @@ def test_randomised_rigs_differ_per_session_and_stay_valid():
     for rig in rigs:
         # The sensing area lies between the mic and the speakers.
         assert rig.mic[2] < rig.area_center[2] < rig.speaker_left[2]
+
+
+def test_the_plan_rig_is_every_session_rig_and_the_centre_of_randomised_ones():
+    dry = Rig(rt60=0.2, speaker_directivity_db=9.0)
+    assert {j.rig for j in plan_jobs(SimulationPlan(rig=dry))} == {dry}
+    wide = Rig(room_size=(12.0, 3.0, 10.0), speaker_left=(7.0, 1.2, 4.5),
+               speaker_right=(5.0, 1.2, 4.5), mic=(6.0, 1.2, 1.5), area_center=(6.0, 0.0, 3.0))
+    for job in plan_jobs(SimulationPlan(rig=wide, randomise_rig=True, subjects=("S1",))):
+        # Randomised rooms scale the base room (0.85-1.3 x), so they follow it.
+        assert job.rig.room_size[0] > 0.85 * 12.0 - 1e-9
 
 
 @pytest.mark.parametrize("text", ["1", "a/b", "2/2", "-1/3"])
