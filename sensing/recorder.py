@@ -221,15 +221,19 @@ class SessionRecorder:
     def _copy(self) -> None:
         mic, ref = self._streams
         while True:
-            moved = self._move(self.recorded, mic) + self._move(self.reference, ref)
+            # Both files stop at the same ring index: the audio callback fills one ring before
+            # the other, and a stop between the two must not leave them of different lengths.
+            end = min(self.recorded.end, self.reference.end)
+            moved = self._move(self.recorded, mic, end) + self._move(self.reference, ref, end)
             self._move_poses(mic.written)
             if not moved:
                 return
 
-    def _move(self, ring: SampleRing, stream: _FlacStream) -> int:
-        """Copy up to one chunk of new samples from ``ring``; returns how many."""
+    def _move(self, ring: SampleRing, stream: _FlacStream, end: int) -> int:
+        """Copy up to one chunk of ``ring``'s new samples before ring index ``end``;
+        returns how many."""
         start = self.first_sample + stream.written
-        n = min(ring.end - start, _CHUNK)
+        n = min(end - start, _CHUNK)
         if n <= 0:
             return 0
         try:

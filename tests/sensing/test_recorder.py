@@ -15,6 +15,7 @@ import pytest
 from bgm2pose.sensing.backend_virtual import VirtualBackend, VirtualScene
 from bgm2pose.sensing.player import Player
 from bgm2pose.sensing.recorder import RecorderError, SessionRecorder
+from bgm2pose.sensing.ring import SampleRing
 from bgm2pose.sensing.session import SessionInfo, read_session
 
 FS = 48_000
@@ -110,6 +111,24 @@ def test_a_recording_joined_mid_run_keeps_audio_and_pose_alignment(tmp_path):
     ring_frame = (first + windows.start_sample) / 400
     expected = normalise(window_poses(reference.poses, ring_frame, 72.0))
     np.testing.assert_allclose(windows.poses, expected.reshape(windows.poses.shape), atol=1e-5)
+
+
+def test_a_stop_while_one_ring_is_ahead_keeps_mic_and_reference_the_same_length(tmp_path):
+    # The audio callback writes the reference ring before the mic ring: a stop in between
+    # once left the reference file one block longer than the mic file.
+    recorded, reference = SampleRing(4, 4 * FS), SampleRing(2, 4 * FS)
+    rng = np.random.default_rng(3)
+    mic_audio = (0.1 * rng.standard_normal((4, FS))).astype(np.float32)
+    ref_audio = (0.1 * rng.standard_normal((2, FS + 512))).astype(np.float32)
+    recorded.write(mic_audio.T)  # rings take (frames, channels) blocks
+    reference.write(ref_audio.T)
+    recorder = SessionRecorder(tmp_path / "take", recorded, reference,
+                               SessionInfo(mic_convention="internal"), flush_s=0.2)
+    recorder.start()
+    session = read_session(recorder.stop())
+    assert session.mic.shape == (4, FS) and session.reference.shape == (2, FS)
+    np.testing.assert_allclose(session.mic, mic_audio, atol=LSB)
+    np.testing.assert_allclose(session.reference, ref_audio[:, :FS], atol=LSB)
 
 
 def test_a_negative_first_sample_is_refused():
