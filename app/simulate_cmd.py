@@ -71,6 +71,9 @@ def _read_rig(path: Path | None) -> Rig:
         settings = json.loads(path.read_text())
     except OSError as exc:
         raise UserError(f"cannot read the rig file {path} ({exc.strerror}); check the path") from None
+    except UnicodeDecodeError:
+        raise UserError(f"the rig file {path} is not text; write a JSON object such as "
+                        '{"rt60": 0.2}') from None
     except json.JSONDecodeError as exc:
         raise UserError(f"the rig file {path} is not valid JSON ({exc.msg}, line {exc.lineno}); "
                         'write an object such as {"rt60": 0.2}') from None

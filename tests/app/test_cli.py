@@ -49,6 +49,7 @@ def test_simulate_renders_with_the_rig_of_a_file(tmp_path):
 
 @pytest.mark.parametrize("text, phrase", [
     (None, "cannot read the rig file"),
+    (b"\xff\xfe\x00", "is not text"),
     ('{"rt60": 0.2', "is not valid JSON"),
     ('[0.2]', "must be a JSON object"),
     ('{"reverb": 0.2}', "unknown rig settings ['reverb']"),
@@ -58,7 +59,9 @@ def test_simulate_renders_with_the_rig_of_a_file(tmp_path):
 ])
 def test_a_bad_rig_file_is_one_clear_sentence(text, phrase, tmp_path):
     path = tmp_path / "rig.json"
-    if text is not None:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
         path.write_text(text)
     r = _run("simulate", str(tmp_path / "data"), "--rig", str(path))
     assert r.returncode == 2
