@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import json
 import os
 import select
@@ -33,12 +34,31 @@ JACK_RATE = 48_000
 JACK_PERIOD = 512
 
 
-@contextlib.contextmanager
-def _jackd(name: str, log_path):
-    """A JACK server (dummy driver) named ``name``, running; yields its process."""
-    missing = [tool for tool in ("jackd", "jack_wait") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{' and '.join(missing)} not installed; scripts/setup.sh installs jackd2")
+# jackd2's shared-memory registry has 8 server slots, and it frees the slot of a server that
+# died without unregistering (one pulled out from under its clients, as the device-loss test
+# does, or a killed one) only when a server of the same name starts. Names therefore come from
+# a small fixed pool, never the pid: with pid names, each suite run leaked a slot for good, and
+# the ninth run failed every JACK test with "Too many servers already active".
+_NAME_POOL = 4
+
+
+def _jackd_running(name: str) -> bool:
+    check = subprocess.run(["jack_wait", "-s", name, "-c"], capture_output=True, text=True,
+                           timeout=20)
+    return check.stdout.strip() == "running"
+
+
+def _any_jackd_process() -> bool:
+    for comm in glob.glob("/proc/[0-9]*/comm"):
+        with contextlib.suppress(OSError), open(comm) as f:
+            if f.read().strip() == "jackd":
+                return True
+    return False
+
+
+def _start_jackd(name: str, log_path) -> subprocess.Popen | None:
+    """jackd under ``name``, up and answering; None if another server holds the name (a
+    concurrent test run) or the registry is full, which its log then says."""
     with open(log_path, "w") as log:
         # A new session, so a Ctrl-C aimed at pytest does not kill the server mid-test.
         proc = subprocess.Popen(
@@ -46,12 +66,46 @@ def _jackd(name: str, log_path):
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
     try:
-        try:
-            subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True,
-                           capture_output=True, timeout=20)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True,
+                       capture_output=True, timeout=20)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        if proc.poll() is None:
+            stop_process(proc)
             pytest.fail(f"jackd did not come up within 10 s; its log:\n{log_path.read_text()}")
-        yield proc
+    if proc.poll() is not None:  # it failed to register; jack_wait may have seen the other one
+        return None
+    return proc
+
+
+@contextlib.contextmanager
+def _jackd(prefix: str, log_path):
+    """A JACK server (dummy driver) under the first free name ``prefix-K``; yields
+    (name, process)."""
+    missing = [tool for tool in ("jackd", "jack_wait") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not installed; scripts/setup.sh installs jackd2")
+    proc = None
+    for k in range(_NAME_POOL):
+        name = f"{prefix}-{k}"
+        if _jackd_running(name):
+            continue
+        proc = _start_jackd(name, log_path)
+        if proc is None and "Too many servers" in log_path.read_text() \
+                and not _any_jackd_process():
+            # Full, yet no server runs on this machine: every slot is a dead server's (from
+            # pid-named runs before the pool). jackd's --replace-registry would start afresh,
+            # but 1.9.21 refuses it ("unknown option character"), so remove JACK's shared
+            # memory files, which is safe with no server to use them.
+            for path in glob.glob("/dev/shm/jack*"):
+                shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+            proc = _start_jackd(name, log_path)
+        if proc is not None:
+            break
+    if proc is None:
+        pytest.fail(f"no JACK server could start under {prefix}-0..{_NAME_POOL - 1}; the last "
+                    f"one's log:\n{log_path.read_text()}")
+    try:
+        yield name, proc
     finally:
         stop_process(proc)
 
@@ -59,9 +113,8 @@ def _jackd(name: str, log_path):
 @pytest.fixture(scope="session")
 def jack_server(tmp_path_factory):
     """Name of a running JACK server (dummy driver) that lives for the test session."""
-    name = f"bgm2pose-test-{os.getpid()}"
     previous = os.environ.get("JACK_DEFAULT_SERVER")
-    with _jackd(name, tmp_path_factory.mktemp("jack") / "jackd.log"):
+    with _jackd("bgm2pose-test", tmp_path_factory.mktemp("jack") / "jackd.log") as (name, _):
         os.environ["JACK_DEFAULT_SERVER"] = name
         try:
             yield name
@@ -79,9 +132,8 @@ def jack_server(tmp_path_factory):
 def own_jack_server(tmp_path):
     """(name, process) of a JACK server of this test's own, for tests that kill it; this
     process never connects to it (use it from subprocesses only)."""
-    name = f"bgm2pose-own-{os.getpid()}-{id(tmp_path)}"
-    with _jackd(name, tmp_path / "jackd.log") as proc:
-        yield name, proc
+    with _jackd("bgm2pose-own", tmp_path / "jackd.log") as server:
+        yield server
 
 
 def _room_line(proc: subprocess.Popen, timeout: float) -> dict:
