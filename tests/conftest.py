@@ -1,7 +1,8 @@
 """Fixtures shared by every test folder.
 
 ``jack_server``: a real JACK server (dummy driver, 48 kHz, period 512) for the whole session,
-named uniquely per test run, with ``JACK_DEFAULT_SERVER`` pointing at it. PortAudio is shut
+under the first name of a small pool no running server holds (see ``_NAME_POOL``), with
+``JACK_DEFAULT_SERVER`` pointing at it. PortAudio is shut
 down before the server stops (otherwise its JACK host API aborts the process); a test that
 starts a JACK client after PortAudio initialised calls ``backends.refresh_devices()``.
 
