@@ -2,9 +2,9 @@
 
 ``jack_server``: a real JACK server (dummy driver, 48 kHz, period 512) for the whole session,
 under the first name of a small pool no running server holds (see ``_NAME_POOL``), with
-``JACK_DEFAULT_SERVER`` pointing at it. PortAudio is shut
-down before the server stops (otherwise its JACK host API aborts the process); a test that
-starts a JACK client after PortAudio initialised calls ``backends.refresh_devices()``.
+``JACK_DEFAULT_SERVER`` pointing at it. PortAudio is shut down before the server stops
+(otherwise its JACK host API aborts the process); a test that starts a JACK client after
+PortAudio initialised calls ``backends.refresh_devices()``.
 
 ``own_jack_server``: (name, process) of a JACK server of one test's own, for tests that kill it.
 
@@ -98,7 +98,10 @@ def _jackd(prefix: str, log_path):
             # but 1.9.21 refuses it ("unknown option character"), so remove JACK's shared
             # memory files, which is safe with no server to use them.
             for path in glob.glob("/dev/shm/jack*"):
-                shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
             proc = _start_jackd(name, log_path)
         if proc is not None:
             break
