@@ -9,7 +9,9 @@ evenly spaced times from its first pose frame to its last (120 fps frames, as in
 ``models.windows``): ``times = start / rate + linspace(0, (28800 - rate / 120) / rate, 12)``
 seconds on the recorded clock. The ground truth of the virtual rig is interpolated to the
 same times with ``windows.window_poses`` and normalised, so live MAE / PCKh@0.5 are computed
-on exactly what training and evaluation compare.
+on exactly what training and evaluation compare. The mean-pose predictor's MAE (the model
+card's ``mean_pose``, the training poses' average) is pooled over the same windows, so the
+two figures can be read side by side as the card's test figures are.
 
 Policies: "latest" publishes each window's 12 poses as they are; "average" publishes, at the
 window's 12 times, the mean of every recent window's estimate covering that time (each
@@ -149,6 +151,9 @@ class Estimator:
         self._coords = 0
         self._hits = 0.0
         self._joints = 0
+        mean_pose = model.card.get("mean_pose")
+        self._mean_pose = None if mean_pose is None else np.reshape(mean_pose, (-1, 3))
+        self._mean_pose_error = 0.0  # running sum, over the same coordinates as _abs_error
         self.error: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -224,6 +229,9 @@ class Estimator:
             self._coords += poses.size
             self._hits += pckh(poses, truth) * poses.shape[0] * poses.shape[1]
             self._joints += poses.shape[0] * poses.shape[1]
+            if self._mean_pose is not None:
+                self._mean_pose_error += mae(np.broadcast_to(self._mean_pose, truth.shape),
+                                             truth) * truth.size
         self._windows += 1
         self._features_ms.append((t1 - t0) * 1e3)
         self._inference_ms.append((t2 - t1) * 1e3)
@@ -280,6 +288,8 @@ class Estimator:
             drift_ppm=None if self.drift_ppm is None else self.drift_ppm(),
             mae=self._abs_error / self._coords if self._coords else None,
             pckh=self._hits / self._joints if self._joints else None,
+            mean_pose_mae=(self._mean_pose_error / self._coords
+                           if self._coords and self._mean_pose is not None else None),
             backend=self.backend.name, status=status)
 
 

@@ -34,6 +34,9 @@ class LiveStats:
     drift_ppm: float | None  # clock drift estimate (split devices), None if not tracked
     mae: float | None  # virtual rig only: running MAE vs ground truth (normalised units)
     pckh: float | None  # virtual rig only: running PCKh@0.5
+    # virtual rig only, with a model card that has "mean_pose": the mean-pose predictor's
+    # running MAE on the same windows as ``mae``, the figure the model has to beat
+    mean_pose_mae: float | None
     backend: str  # backend name
     status: str  # "" or a one-line problem (device gone, ...)
 

@@ -20,11 +20,14 @@ from bgm2pose.models.networks import preset
 from bgm2pose.models.posefeed import LiveStats, PoseFeed, PoseUpdate
 from bgm2pose.models.skeleton import normalise
 from bgm2pose.sensing.features import window_features
+from bgm2pose.sensing.sim.subjects import SUBJECTS
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 FS = 48_000
 HOP = 2_400
 WINDOW = 28_800
+# The card's mean pose: the average subject's rest pose, normalised as the poses are.
+MEAN_POSE = normalise(SUBJECTS[0].rest_pose())
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,8 @@ def model_path(tmp_path_factory) -> Path:
     stats = FeatureStats(mean=np.array([-60, -63, -64, -62, -50, -51, 0.1, -0.05, 0.2]),
                          std=np.array([12, 11, 11, 12, 15, 15, 0.4, 0.3, 0.5]))
     path = tmp_path_factory.mktemp("model") / "cpu.onnx"
-    export_onnx(_varied(build_model("bgm2pose", preset("cpu")), stats), stats, path, {})
+    export_onnx(_varied(build_model("bgm2pose", preset("cpu")), stats), stats, path,
+                {"mean_pose": MEAN_POSE.reshape(63).tolist()})
     return path
 
 
@@ -123,6 +127,9 @@ def test_fast_virtual_rig_publishes_every_window_with_its_times_poses_truth_and_
     assert stats.mae == pytest.approx(mae(poses, truth), rel=1e-6)
     assert stats.pckh == pytest.approx(pckh(poses, truth), abs=1e-9)
     assert stats.mae > 0.1
+    # The mean-pose predictor's MAE pools the same windows' truth.
+    assert stats.mean_pose_mae == pytest.approx(
+        mae(np.broadcast_to(MEAN_POSE, truth.shape), truth), rel=1e-6)
 
     assert (stats.windows, stats.dropped, stats.flagged, stats.xruns) == (len(updates), 0, 0, 0)
     assert stats.features_ms > 0 and stats.inference_ms > 0 and stats.e2e_ms > 0
@@ -189,7 +196,7 @@ def test_pose_feed_hands_over_latest_and_ordered_history_across_threads():
     assert feed.latest() == (None, None) and feed.history(5) == []
     stats = LiveStats(windows=0, windows_per_s=0, features_ms=0, inference_ms=0, e2e_ms=0,
                       xruns=0, dropped=0, flagged=0, latency_samples=0, drift_ppm=None,
-                      mae=None, pckh=None, backend="x", status="")
+                      mae=None, pckh=None, mean_pose_mae=None, backend="x", status="")
 
     def publish():
         for seq in range(1, 201):
@@ -220,7 +227,7 @@ def test_smoothing_blends_the_previous_published_track_at_the_new_times():
 
     from bgm2pose.models.estimator import Estimator
 
-    estimator = Estimator(None, SimpleNamespace(sample_rate=FS),
+    estimator = Estimator(SimpleNamespace(card={}), SimpleNamespace(sample_rate=FS),
                           SimpleNamespace(window=WINDOW, hop=HOP), PoseFeed(), smoothing=0.25)
     first_times = pose_times(0, WINDOW, FS)
     ramp = first_times[:, None, None] * np.ones((12, 21, 3))  # value = its time
