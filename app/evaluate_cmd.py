@@ -33,11 +33,10 @@ def run(args: argparse.Namespace) -> int:
     base = windows.base[index]
     pred = np.concatenate([model.predict(base[i : i + 256]) for i in range(0, len(base), 256)])
     truth = windows.poses[index]
-    mean_pose = model.card.get("mean_pose")
-    source = "training mean pose (model card)"
+    mean_pose, source = model.mean_pose, "training mean pose (model card)"
     if mean_pose is None:
         mean_pose, source = truth.mean(axis=(0, 1)), "mean pose of the evaluated windows (card has none)"
-    results = compare(pred.reshape(len(index), 12, 63), truth, np.asarray(mean_pose))
+    results = compare(pred.reshape(len(index), 12, 63), truth, mean_pose)
     text = (f"# Evaluation of {args.model.name} on {args.data}\n\n{len(index)} windows; "
             f"mean-pose predictor: {source}.\n\n{markdown(results)}")
     print(text)

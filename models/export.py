@@ -7,9 +7,10 @@ A model file is ``NAME.onnx`` plus its JSON model card ``NAME.json`` beside it.
 - ONNX output ``poses``: float32 (B, 12, 63), 12 frames of 21 joints x (x, y, z),
   normalised per frame (hips origin, hip-spine length 1).
 - The card is the caller's dict plus what export knows: format version, input/output
-  description, method and network config (when the network carries them), the feature
-  statistics (also baked into the graph), git revision of the code, torch version, creation
-  time and the measured torch/onnxruntime parity. Callers add ``data`` and ``metrics``.
+  description, the ONNX file's SHA-256 (``inference`` refuses a card beside another file),
+  method and network config (when the network carries them), the feature statistics (also
+  baked into the graph), git revision of the code, torch version, creation time and the
+  measured torch/onnxruntime parity. Callers add ``data`` and ``metrics``.
 
 Parity: the exported graph is run by onnxruntime on random base features drawn from the
 statistics' own distribution, for batch sizes 1 and 3, and must match torch within
@@ -31,23 +32,18 @@ from torch import nn
 
 from bgm2pose.models.baselines import METHODS
 from bgm2pose.models.graph import PoseGraph
+from bgm2pose.models.inference import (
+    CARD_FORMAT, INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME, OUTPUT_SHAPE, card_path, onnx_digest,
+)
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.features import CHANNELS, FRAMES_PER_WINDOW, N_MELS, FeatureStats
 
-CARD_FORMAT = 1
-INPUT_NAME = "base"
-OUTPUT_NAME = "poses"
 PARITY_TOLERANCE = 1e-4
 _MAX_BATCH = 4096
 
 
 class ExportError(UserError, RuntimeError):
     """A model that cannot be exported, or whose export does not reproduce torch."""
-
-
-def card_path(onnx_path: str | Path) -> Path:
-    """The JSON model card beside an ONNX file."""
-    return Path(onnx_path).with_suffix(".json")
 
 
 def git_revision() -> str | None:
@@ -129,10 +125,11 @@ def export_onnx(model: nn.Module, stats: FeatureStats, path: Path, card: dict) -
     written = {
         **card,
         "format": CARD_FORMAT,
-        "input": {"name": INPUT_NAME, "shape": ["B", len(CHANNELS), FRAMES_PER_WINDOW, N_MELS],
-                  "channels": list(CHANNELS), "dtype": "float32"},
-        "output": {"name": OUTPUT_NAME, "shape": ["B", FRAMES_PER_WINDOW, 63], "dtype": "float32",
+        "input": {"name": INPUT_NAME, "shape": INPUT_SHAPE, "channels": list(CHANNELS),
+                  "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": OUTPUT_SHAPE, "dtype": "float32",
                    "units": "normalised per frame: hips origin, hip-spine length 1"},
+        "onnx_sha256": onnx_digest(path),
         "feature_stats": stats.to_dict(),
         "parity_max_abs": difference,
         "git_revision": git_revision(),

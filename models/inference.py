@@ -5,11 +5,18 @@ float32 from ``features.window_features``, and returns poses (B, 12, 21, 3) or (
 normalised per frame (hips origin, hip-spine length 1). The feature standardisation is
 inside the graph (``export``), so nothing else is needed at run time. torch is not imported.
 
+A model is checked when it is opened, so a wrong file is one sentence then, not a traceback
+or a wrong answer later: its ONNX input and output must be the project's (``INPUT_SHAPE`` ->
+``OUTPUT_SHAPE``), and its card (``NAME.json``, written by ``export``) must be of a format this
+version reads, record that same interface, belong to this very ONNX file (format 2 records
+the file's SHA-256; format 1 predates that) and hold a mean pose of 21 x 3 numbers if any.
+
 The shipped demo model lives at ``models/pretrained/demo.onnx`` (package data).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -20,11 +27,16 @@ from bgm2pose.models.skeleton import N_JOINTS
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.features import CHANNELS, FRAMES_PER_WINDOW, N_MELS
 
+CARD_FORMAT = 2
+CARD_FORMATS = (1, 2)  # the card formats this version reads
 INPUT_NAME = "base"
 OUTPUT_NAME = "poses"
-_WINDOW = (len(CHANNELS), FRAMES_PER_WINDOW, N_MELS)
+# The ONNX interface of every model of the project, as cards record it; "B" is the batch.
+INPUT_SHAPE = ["B", len(CHANNELS), FRAMES_PER_WINDOW, N_MELS]
+OUTPUT_SHAPE = ["B", FRAMES_PER_WINDOW, 3 * N_JOINTS]
 _HOW_TO_MAKE = ("train one with 'bgm2pose train DATA --out DIR' and export it with "
                 "'bgm2pose export DIR/checkpoint.pt MODEL.onnx'")
+_REEXPORT = "re-export the model with 'bgm2pose export'"
 
 
 class ModelError(UserError, ValueError):
@@ -36,21 +48,81 @@ def demo_model_path() -> Path:
     return Path(__file__).resolve().parent / "pretrained" / "demo.onnx"
 
 
+def card_path(onnx_path: str | Path) -> Path:
+    """The JSON model card beside an ONNX file."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def onnx_digest(onnx_path: str | Path) -> str:
+    """SHA-256 (hex) of an ONNX file, as a format-2 card records it."""
+    with open(onnx_path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _check_interface(session: ort.InferenceSession, path: Path) -> None:
+    """The model must take and give what ``predict`` feeds and reshapes: every dimension
+    but the batch fixed to the project's."""
+    for kind, nodes, name, shape in (("input", session.get_inputs(), INPUT_NAME, INPUT_SHAPE),
+                                     ("output", session.get_outputs(), OUTPUT_NAME, OUTPUT_SHAPE)):
+        found = [(n.name, n.type, list(n.shape[1:])) for n in nodes]
+        if found != [(name, "tensor(float)", shape[1:])]:
+            described = ", ".join(f"{n.name!r} {n.type} {n.shape}" for n in nodes) or "none"
+            raise ModelError(f"model {path} has the {kind} {described}, not {name!r} float32 of "
+                             f"shape {shape}; it is not a model of this project: {_HOW_TO_MAKE}.")
+
+
+def _read_card(path: Path) -> tuple[dict, np.ndarray | None]:
+    """The card beside ``path``, checked against it (module docstring), and its mean pose
+    as (63,) float32 or None."""
+    card_file = card_path(path)
+    where = f"model card {card_file}"
+    if not card_file.is_file():
+        raise ModelError(f"model {path} has no model card {card_file.name} beside it; "
+                         f"{_REEXPORT}.")
+    try:
+        card = json.loads(card_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{where} is not valid JSON ({exc}); {_REEXPORT}.") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"{where} is not a JSON object; {_REEXPORT}.")
+    version = card.get("format")
+    if version not in CARD_FORMATS:
+        raise ModelError(f"{where} has format {version!r}, which this bgm2pose does not read "
+                         f"(it reads {', '.join(map(str, CARD_FORMATS))}); {_REEXPORT} or "
+                         "update bgm2pose.")
+    for kind, name, shape in (("input", INPUT_NAME, INPUT_SHAPE),
+                              ("output", OUTPUT_NAME, OUTPUT_SHAPE)):
+        recorded = card.get(kind) if isinstance(card.get(kind), dict) else {}
+        found = (recorded.get("name"), recorded.get("shape"))
+        if found != (name, shape):
+            raise ModelError(f"{where} records the {kind} {found[0]!r} of shape {found[1]}, not "
+                             f"{name!r} of shape {shape}; it describes another kind of model: "
+                             f"{_REEXPORT}.")
+    if version >= 2 and card.get("onnx_sha256") != onnx_digest(path):
+        raise ModelError(f"{where} was written for another model file than {path.name} (the "
+                         "checksums differ); put the model's own card beside it or "
+                         f"{_REEXPORT}.")
+    if card.get("mean_pose") is None:
+        return card, None
+    try:
+        mean_pose = np.asarray(card["mean_pose"], np.float32)
+        usable = mean_pose.shape in ((3 * N_JOINTS,), (N_JOINTS, 3)) and np.isfinite(mean_pose).all()
+    except (TypeError, ValueError):  # ragged lists, text
+        usable = False
+    if not usable:
+        raise ModelError(f"{where} has a mean pose that is not {N_JOINTS} x 3 finite numbers; "
+                         f"{_REEXPORT}.")
+    return card, mean_pose.reshape(3 * N_JOINTS)
+
+
 class PoseModel:
-    """An onnxruntime session on an exported model, with its model card."""
+    """An onnxruntime session on an exported model, with its model card (``card``) and the
+    card's training mean pose (``mean_pose``, (63,) float32, or None)."""
 
     def __init__(self, path: str | Path, threads: int = 1):
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"model file {self.path} does not exist; {_HOW_TO_MAKE}.")
-        card = self.path.with_suffix(".json")
-        if not card.is_file():
-            raise ModelError(f"model {self.path} has no model card {card.name} beside it; "
-                             "re-export it with 'bgm2pose export'.")
-        try:
-            self.card: dict = json.loads(card.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError(f"model card {card} is not valid JSON ({exc}); re-export the model.") from None
         if threads < 1:
             raise ModelError(f"threads is {threads}; onnxruntime needs at least 1.")
         options = ort.SessionOptions()
@@ -61,10 +133,8 @@ class PoseModel:
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
             raise ModelError(f"onnxruntime cannot load {self.path} ({type(exc).__name__}); "
                              f"the file is not an exported model: {_HOW_TO_MAKE}.") from None
-        names = ([i.name for i in self._session.get_inputs()], [o.name for o in self._session.get_outputs()])
-        if names != ([INPUT_NAME], [OUTPUT_NAME]):
-            raise ModelError(f"model {self.path} has inputs/outputs {names}, not ['{INPUT_NAME}'] -> "
-                             f"['{OUTPUT_NAME}']; export it with 'bgm2pose export'.")
+        _check_interface(self._session, self.path)
+        self.card, self.mean_pose = _read_card(self.path)
 
     def predict(self, base: np.ndarray) -> np.ndarray:
         """Base features (B, 9, 12, 128) or (9, 12, 128) -> poses (B, 12, 21, 3) or (12, 21, 3)."""
@@ -72,7 +142,7 @@ class PoseModel:
         single = base.ndim == 3
         if single:
             base = base[None]
-        if base.ndim != 4 or base.shape[1:] != _WINDOW or base.shape[0] == 0:
+        if base.ndim != 4 or list(base.shape[1:]) != INPUT_SHAPE[1:] or base.shape[0] == 0:
             raise ModelError(f"base features have shape {base.shape}; expected (B, 9, 12, 128) or "
                              "(9, 12, 128) from features.window_features.")
         feed = np.ascontiguousarray(base, dtype=np.float32)
