@@ -14,6 +14,7 @@ belongs to time ``pose_offset_s + f / pose_fps`` on the mic's clock.
 from __future__ import annotations
 
 import tomllib
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,9 @@ MIC_FILE = "mic.flac"
 REFERENCE_FILE = "reference.flac"
 POSES_FILE = "poses.npy"
 FORMAT_VERSION = 1
+POSE_SHAPE = (21, 3)  # joints x (x, y, z) of each pose frame
+# How session.toml must write each kind of SessionInfo field (TOML integers count as floats).
+_TOML_KINDS = {int: "a whole number", float: "a number", str: "text", dict: "a table"}
 
 
 class SessionError(UserError, ValueError):
@@ -96,7 +100,7 @@ def write_session(
     reference = _check_audio("reference audio", reference, 2)
     if poses is not None:
         poses = np.asarray(poses, np.float32)
-        if poses.ndim != 3 or poses.shape[1:] != (21, 3):
+        if poses.ndim != 3 or poses.shape[1:] != POSE_SHAPE:
             raise SessionError(f"poses must have shape (frames, 21, 3), got {poses.shape}")
     folder.mkdir(parents=True, exist_ok=True)
     sf.write(folder / MIC_FILE, mic.T, info.sample_rate, subtype="PCM_24")
@@ -114,11 +118,33 @@ def read_info(folder: str | Path) -> SessionInfo:
         raise SessionError(f"{folder} is not a session folder (no {SESSION_FILE}); pass a folder "
                            "written by 'bgm2pose simulate' or a recording")
     try:
-        raw = tomllib.loads(path.read_text())
-        return SessionInfo(**raw)
-    except (tomllib.TOMLDecodeError, TypeError) as exc:
+        info = SessionInfo(**tomllib.loads(path.read_text(encoding="utf-8")))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError) as exc:
         raise SessionError(f"{path} is not a valid session description ({exc}); "
                            "re-create the session") from None
+    _check_info(info, path)
+    return info
+
+
+def _check_info(info: SessionInfo, path: Path) -> None:
+    """Each field of the kind its dataclass declares, and the rates positive: a mistyped
+    value is named here, not quoted back by whatever uses it first."""
+    for name, kind in typing.get_type_hints(SessionInfo).items():
+        value = getattr(info, name)
+        # bool is an int to Python, not to a person writing `sample_rate = true`.
+        fits = isinstance(value, kind) or (kind is float and isinstance(value, int))
+        if not fits or isinstance(value, bool):
+            raise SessionError(f"{path} gives {name} = {value!r}, which is not "
+                               f"{_TOML_KINDS[kind]}; correct it, e.g. {_default(name)}")
+    for name in ("sample_rate", "pose_fps"):
+        if getattr(info, name) <= 0:
+            raise SessionError(f"{path} gives {name} = {getattr(info, name)!r}, which is not "
+                               f"positive; correct it, e.g. {_default(name)}")
+
+
+def _default(name: str) -> str:
+    """The TOML line of a SessionInfo field at its default, e.g. ``sample_rate = 48000``."""
+    return tomli_w.dumps({name: getattr(SessionInfo(), name)}).strip()
 
 
 def _read_audio(path: Path, channels: int, sample_rate: int) -> np.ndarray:
@@ -142,8 +168,25 @@ def read_session(folder: str | Path) -> Session:
     mic = to_internal(mic, info.mic_convention, axis=0).astype(np.float32, copy=False)
     reference = _read_audio(folder / REFERENCE_FILE, 2, info.sample_rate)
     poses_path = folder / POSES_FILE
-    poses = np.load(poses_path).astype(np.float32, copy=False) if poses_path.is_file() else None
+    poses = _read_poses(poses_path) if poses_path.is_file() else None
     return Session(folder, info, mic, reference, poses)
+
+
+def _read_poses(path: Path) -> np.ndarray:
+    """``poses.npy`` as (frames, 21, 3) float32; never unpickles (a pickle runs code)."""
+    try:
+        # read_array, not np.load: np.load takes any file that is not .npy for a pickle, and
+        # its message then suggests loading it unsafely.
+        with open(path, "rb") as fh:
+            poses = np.lib.format.read_array(fh, allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        raise SessionError(f"{path} is not a .npy array of plain numbers (pickled, damaged or "
+                           "another format); re-create it as (frames, 21, 3) float32 with "
+                           "numpy.save") from None
+    if poses.ndim != 3 or poses.shape[1:] != POSE_SHAPE or poses.dtype.kind not in "fiu":
+        raise SessionError(f"{path} holds a {poses.dtype} array of shape {poses.shape}, not "
+                           "poses (frames, 21, 3) in metres; re-create it with numpy.save")
+    return poses.astype(np.float32, copy=False)
 
 
 def find_sessions(root: str | Path) -> list[Path]:

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -53,3 +55,51 @@ def test_refuses_clipping_overwrite_and_bad_shapes(tmp_path):
 def test_reading_a_non_session_says_what_to_pass(tmp_path):
     with pytest.raises(SessionError, match="not a session folder"):
         read_session(tmp_path)
+
+
+def _written(tmp_path, poses=None):
+    rng = np.random.default_rng(3)
+    return write_session(tmp_path / "s", SessionInfo(), _audio(rng, 4), _audio(rng, 2), poses)
+
+
+@pytest.mark.parametrize("line, message", [
+    ('sample_rate = "fast"', "sample_rate = 'fast', which is not a whole number; correct it, "
+                             "e.g. sample_rate = 48000"),
+    ("pose_fps = 0", "pose_fps = 0, which is not positive"),
+    ("latency_samples = true", "latency_samples = True, which is not a number"),
+])
+def test_a_mistyped_value_in_session_toml_is_named_with_an_example(tmp_path, line, message):
+    toml = _written(tmp_path) / "session.toml"
+    name = line.split(" ")[0]
+    toml.write_text("\n".join(line if row.startswith(f"{name} =") else row
+                              for row in toml.read_text().splitlines()))
+    with pytest.raises(SessionError, match=re.escape(message)):
+        read_session(toml.parent)
+
+
+def test_a_session_toml_that_is_not_utf8_is_a_sentence(tmp_path):
+    toml = _written(tmp_path) / "session.toml"
+    toml.write_bytes(toml.read_bytes().replace(b'track = ""', 'track = "café"'.encode("latin-1")))
+    with pytest.raises(SessionError, match="not a valid session description.*utf-8"):
+        read_session(toml.parent)
+
+
+@pytest.mark.parametrize("content", ["pickled", "garbage", "truncated"])
+def test_poses_that_are_pickled_or_not_npy_are_refused_without_unpickling(tmp_path, content):
+    folder = _written(tmp_path, poses=np.zeros((12, 21, 3), np.float32))
+    path = folder / "poses.npy"
+    if content == "pickled":
+        np.save(path, np.array([{"frames": 12}], dtype=object), allow_pickle=True)
+    elif content == "garbage":
+        path.write_bytes(b"\x00 not an array " * 8)
+    else:
+        path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(SessionError, match="not a .npy array of plain numbers"):
+        read_session(folder)
+
+
+def test_poses_of_another_shape_are_refused(tmp_path):
+    folder = _written(tmp_path)
+    np.save(folder / "poses.npy", np.zeros((12, 20, 3), np.float32))
+    with pytest.raises(SessionError, match=r"shape \(12, 20, 3\), not poses \(frames, 21, 3\)"):
+        read_session(folder)
