@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 
-from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.errors import InputWarning, UserError
 
 # verb -> (module, one-line help, description)
 VERBS: dict[str, tuple[str, str, str]] = {
@@ -133,6 +134,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     return parser, sub
 
 
+def _warning_printer(verb: str):
+    """``warnings.showwarning`` that prints an ``InputWarning`` as one line naming the verb,
+    like the errors, instead of Python's file:line and source text."""
+    show = warnings.showwarning
+
+    def printer(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, InputWarning):
+            print(f"bgm2pose {verb}: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return printer
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser, sub = build_parser()
@@ -144,14 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help()
         return 0
-    try:
-        return int(module.run(args) or 0)
-    except UserError as exc:
-        print(f"bgm2pose {args.verb}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"bgm2pose {args.verb}: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer(args.verb)
+        try:
+            return int(module.run(args) or 0)
+        except UserError as exc:
+            print(f"bgm2pose {args.verb}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"bgm2pose {args.verb}: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from bgm2pose.models.windows import session_windows
+from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.features import CHANNELS
 from bgm2pose.sensing.session import read_session
 
@@ -24,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     session = read_session(args.session)
     windows = session_windows(session, hop_frames=args.hop_frames)
+    if not len(windows):
+        with_poses = "" if session.poses is None else " with poses"
+        raise UserError(f"session {args.session} holds no whole 0.6 s window of audio{with_poses} "
+                        f"(its mic and reference share {windows.seconds:.2f} s); record or "
+                        "simulate a longer session")
     out = args.out or args.session / "features.npz"
     np.savez_compressed(
         out, base=windows.base, poses=windows.poses, start_sample=windows.start_sample,
@@ -31,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     )
     b = windows.base
     print(f"features: {len(windows)} windows of {b.shape[1:]} (channel, frame, mel) "
-          f"from {session.duration_s:.1f} s of {args.session}")
+          f"from {windows.seconds:.1f} s of {args.session}")
     for c, name in enumerate(CHANNELS):
         v = b[:, c]
         print(f"  {name:12s} mean {v.mean():9.3f}  std {v.std():8.3f}  "

@@ -2,22 +2,25 @@
 
 Alignment: mic sample n pairs with reference sample n - latency (the session's latency,
 rounded to a whole sample here; sub-sample latency only shifts phase by < 1/2 sample,
-which the 50 ms frames do not resolve). Poses: the 72 pose rows (120 fps) of a window are
+which the 50 ms frames do not resolve); mic and reference of different lengths are cut to the
+span both cover, with an ``InputWarning`` naming both lengths. Poses: the 72 pose rows (120 fps) of a window are
 linearly interpolated to 12 evenly spaced samples from the window's first row to its last
 (REFERENCE.md), then normalised per frame (hips origin, hip-spine = 1, floor y = 0).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from bgm2pose.models.skeleton import N_JOINTS, normalise
+from bgm2pose.sensing.errors import InputWarning
 from bgm2pose.sensing.features import (
-    FRAMES_PER_WINDOW, HOP, WINDOW_SAMPLES, frame_features, windows_from_frames,
+    CHANNELS, FRAMES_PER_WINDOW, HOP, N_MELS, WINDOW_SAMPLES, frame_features, windows_from_frames,
 )
-from bgm2pose.sensing.session import Session
+from bgm2pose.sensing.session import MIC_FILE, REFERENCE_FILE, Session
 
 
 @dataclass
@@ -27,6 +30,7 @@ class SessionWindows:
     start_sample: np.ndarray  # (B,) int64, first mic sample of each window
     subject: str
     track: str
+    seconds: float  # aligned audio the windows were cut from (mic and reference both cover it)
 
     def __len__(self) -> int:
         return len(self.start_sample)
@@ -37,7 +41,13 @@ def aligned_audio(session: Session) -> tuple[np.ndarray, np.ndarray, int]:
     with reference[n + first - latency]. Returns (mic, reference, first mic sample)."""
     latency = int(round(session.info.latency_samples))
     first = max(latency, 0)
-    n = min(session.mic.shape[1] - first, session.reference.shape[1] - (first - latency))
+    n = max(0, min(session.mic.shape[1] - first, session.reference.shape[1] - (first - latency)))
+    if session.mic.shape[1] != session.reference.shape[1]:
+        rate = session.info.sample_rate
+        warnings.warn(InputWarning(
+            f"session {session.folder}: {MIC_FILE} holds {session.mic.shape[1] / rate:.2f} s and "
+            f"{REFERENCE_FILE} {session.reference.shape[1] / rate:.2f} s, so only the "
+            f"{n / rate:.2f} s both cover are used"), stacklevel=2)
     mic = session.mic[:, first : first + n]
     ref = session.reference[:, first - latency : first - latency + n]
     return mic, ref, first
@@ -57,8 +67,10 @@ def session_windows(session: Session, hop_frames: int = FRAMES_PER_WINDOW) -> Se
     mic, ref, first = aligned_audio(session)
     n_frames = mic.shape[1] // HOP
     usable = n_frames * HOP
-    frames = frame_features(mic[:, :usable], ref[:, :usable])
     starts = np.arange(0, n_frames - FRAMES_PER_WINDOW + 1, hop_frames)
+    # A session shorter than one window has none (and maybe not one whole frame to compute).
+    frames = (frame_features(mic[:, :usable], ref[:, :usable]) if len(starts)
+              else np.zeros((len(CHANNELS), 0, N_MELS), np.float32))
     start_sample = first + starts * HOP
     sr, fps = session.info.sample_rate, session.info.pose_fps
     if session.poses is None:
@@ -76,4 +88,5 @@ def session_windows(session: Session, hop_frames: int = FRAMES_PER_WINDOW) -> Se
         start_sample=start_sample.astype(np.int64),
         subject=str(session.info.subject.get("name", "")),
         track=session.info.track,
+        seconds=mic.shape[1] / sr,
     )

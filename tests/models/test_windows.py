@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 
 from bgm2pose.models.skeleton import normalise
 from bgm2pose.models.windows import aligned_audio, session_windows, window_poses
+from bgm2pose.sensing.errors import InputWarning
 from bgm2pose.sensing.features import window_features
 from bgm2pose.sensing.session import Session, SessionInfo
 
@@ -56,3 +58,19 @@ def test_windows_without_poses_are_dropped():
     # 200 rows cover 1.67 s: only the first two 0.6 s windows (rows 0..143) are annotated.
     w = session_windows(_session(seconds=2.4, poses=_walking_poses(200)))
     assert list(w.start_sample) == [0, 28800]
+
+
+def test_mic_and_reference_of_different_lengths_are_cut_with_a_warning_naming_both():
+    s = _session(seconds=2.4)
+    s.reference = s.reference[:, :86400]
+    with pytest.warns(InputWarning, match=r"mic.flac holds 2.40 s and reference.flac 1.80 s, "
+                                          r"so only the 1.80 s both cover are used"):
+        w = session_windows(s)
+    assert len(w) == 3 and w.seconds == pytest.approx(1.8)
+
+
+@pytest.mark.parametrize("seconds", [0.02, 0.5])
+def test_a_session_shorter_than_one_window_has_none(seconds):
+    w = session_windows(_session(seconds=seconds))
+    assert len(w) == 0 and w.base.shape == (0, 9, 12, 128)
+    assert w.seconds == pytest.approx(seconds)
