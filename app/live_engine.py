@@ -1,9 +1,9 @@
 """The live engine: player + audio backend + aligner + estimator + pose feed, wired by options.
 
-``LiveEngine(options)`` opens the model first (so a bad model fails before any device is
-touched), warms the feature kernels and the onnxruntime session up, builds the player (the
-given tracks, or the bundled generated music, repeat all), the backend of the chosen kind and
-the aligner at the latency:
+``LiveEngine(options)`` checks the music files and opens the model first (so a bad file or
+model fails before any device is touched), warms the feature kernels and the onnxruntime
+session up, builds the player (the given tracks, or the bundled generated music, repeat all),
+the backend of the chosen kind and the aligner at the latency:
 
 - virtual rig: ``options.latency`` or 0 (the rig's loopback latency is 0);
 - duplex / split: ``options.latency`` if given (the command line wins), else the saved
@@ -109,11 +109,18 @@ class LiveEngine:
         if options.hop < 1 or options.hop > WINDOW_SAMPLES:
             raise LiveError(f"hop {options.hop} samples is outside 1..{WINDOW_SAMPLES}; use "
                             "e.g. 2400 (50 ms)")
+        tracks = ([Track.from_file(p) for p in options.tracks] if options.tracks
+                  else bundled_tracks())
+        problems = [t.problem for t in tracks if t.problem is not None]
+        if problems and len(problems) == len(tracks):  # it would play silence, unexplained
+            raise LiveError(problems[0] if len(problems) == 1 else
+                            f"none of the {len(problems)} music files can be played: "
+                            + " | ".join(problems))
+        # Sentences for whoever runs the engine to show: the other tracks play.
+        self.warnings = [f"{problem} (skipped; the other tracks play)" for problem in problems]
         self.model = PoseModel(options.model or demo_model_path(), threads=options.threads)
         self._warm_up()
         self.feed = PoseFeed()
-        tracks = ([Track.from_file(p) for p in options.tracks] if options.tracks
-                  else bundled_tracks())
         self.player = Player(tracks, repeat=Repeat.ALL,
                              ring_capacity=int(RING_SECONDS * SAMPLE_RATE),
                              fifo_frames=int(FIFO_SECONDS * SAMPLE_RATE))
@@ -276,7 +283,7 @@ class LiveEngine:
             sample_rate=self.backend.sample_rate, rig=self.rig.to_dict(),
             subject={} if subject is None else {"name": subject.name, "height": subject.height,
                                                 "build": subject.build},
-            track=", ".join(t.name for t in self.player.tracks),
+            track=", ".join(t.name for t in self.player.tracks if t.problem is None),
             latency_samples=self.aligner.latency, mic_convention="internal",
             provenance={"tool": tool, "backend": options.backend,
                         **({"seed": options.seed} if virtual else {})})

@@ -1,9 +1,9 @@
 """The playlist the operator edits: music files in play order, each checked when added.
 
 ``PlaylistModel`` is a Qt list model (one row per file) that the playlist panel shows. A file
-is checked from its header when it is added (``sensing.audiofile.audio_info``): its duration
-is shown, or the reason it cannot be played, in which case the row is marked and the player
-skips it (the ``Player`` also reports tracks whose decoding fails later, through
+is checked when it is added (``sensing.audiofile.check_music``: header and last samples): its
+duration is shown, or the reason it cannot be played, in which case the row is marked and the
+player skips it (the ``Player`` also reports tracks whose decoding fails later, through
 ``mark_problem``). Row i of the model is track i of the player built from ``paths()``.
 
 ``current``/``position_s`` say which row is playing and how far; the panel sets them from
@@ -19,7 +19,7 @@ from PyQt6 import QtCore, QtGui
 from PyQt6.QtCore import QSettings, Qt
 
 from bgm2pose.app.settings import string_list
-from bgm2pose.sensing.audiofile import audio_info
+from bgm2pose.sensing.audiofile import check_music
 from bgm2pose.sensing.errors import UserError
 
 SETTINGS_KEY = "playlist/files"
@@ -41,7 +41,7 @@ class PlaylistEntry:
     def check(cls, path: str | Path) -> PlaylistEntry:
         path = Path(path).expanduser().absolute()
         try:
-            return cls(path, audio_info(path).duration_s)
+            return cls(path, check_music(path).duration_s)
         except UserError as exc:
             return cls(path, None, str(exc))
 
@@ -100,10 +100,12 @@ class PlaylistModel(QtCore.QAbstractListModel):
     # -- editing ----------------------------------------------------------------------------
 
     def add(self, paths: list[str | Path]) -> list[PlaylistEntry]:
-        """Append files (folders are scanned for music); returns the new entries."""
+        """Append files (folders are scanned for music); returns the new entries. A folder
+        with no music in it (one named like a file, x.wav, or an empty one) is listed itself,
+        with the reason it cannot be played, rather than vanishing without a word."""
         files: list[Path] = []
         for p in map(Path, paths):
-            files.extend(music_files(p) if p.is_dir() else [p])
+            files.extend((music_files(p) or [p]) if p.is_dir() else [p])
         new = [PlaylistEntry.check(f) for f in files]
         if new:
             first = len(self.entries)

@@ -13,7 +13,9 @@ it came from, in seconds on the recorded clock; poses are normalised (hips origi
 length 1). Later updates may revise a frame (policy "average", smoothing); the line holds it
 as first published. Ctrl-C or SIGTERM stop cleanly (exit 130) and finish the recording; a run
 that ends because the device vanished keeps what was recorded and exits with status 1 and
-one sentence saying why.
+one sentence saying why. A ``--tracks`` file that cannot be played (``audiofile.check_music``)
+is a warning line and skipped, left out of the recording's track list; when none can be
+played the run does not start: one sentence, exit 2, rather than a run of silence.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop after this much captured audio (0: run until Ctrl-C)")
     p.add_argument("--model", type=Path, help="exported model .onnx (default: the demo model)")
     p.add_argument("--tracks", type=Path, nargs="*", default=[],
-                   help="music files to play (default: bundled generated music)")
+                   help="music files to play (default: bundled generated music); a file that "
+                        "cannot be played is skipped with a warning, and if none can, the run "
+                        "stops with the reason")
     p.add_argument("--hop", type=int, default=2400, help="samples between windows (2400 = 50 ms)")
     p.add_argument("--policy", choices=POLICIES, default="latest",
                    help="publish each window's poses, or overlap-average successive windows")
@@ -158,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
     # `kill` (SIGTERM) stops like Ctrl-C: the recording is finished, not cut.
     signal.signal(signal.SIGTERM, _interrupt)
     engine = LiveEngine(options_from(args))
+    for warning in engine.warnings:
+        print(f"bgm2pose run: warning: {warning}", file=sys.stderr)
     rate = engine.backend.sample_rate
     target = int(args.seconds * rate) if args.seconds > 0 else None
     with ExitStack() as stack:

@@ -29,6 +29,10 @@ if "MP3" in sf.available_formats():
     _EXTENSIONS.add(".mp3")
 
 
+# Frames decoded from the end of a file to prove it is all there (0.1 s at 48 kHz).
+_TAIL_FRAMES = 4_800
+
+
 class AudioFileError(UserError, ValueError):
     """A music file that does not exist, cannot be decoded, or holds no audio."""
 
@@ -49,13 +53,52 @@ def _no_audio(path: Path) -> AudioFileError:
     )
 
 
-def audio_info(path: str | Path) -> AudioInfo:
-    """What a music file holds, read from its header without decoding the audio."""
+def _undecodable(path: Path) -> AudioFileError:
+    return AudioFileError(
+        f"music file {path} could not be decoded (damaged or not audio); re-export it as "
+        "WAV or FLAC"
+    )
+
+
+def _looks_like_mp3(head: bytes) -> bool:
+    """An ID3 tag or an MPEG frame sync (11 set bits) at the start."""
+    return head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF
+                                       and head[1] & 0xE0 == 0xE0)
+
+
+def check_music(path: str | Path) -> AudioInfo:
+    """What a music file holds, or an ``AudioFileError`` naming why it cannot be played and
+    the fix: missing, a folder, unreadable, empty, a format this build lacks, not audio, no
+    samples, or cut short.
+
+    The one check of a music file, shared by everything that takes music (``bgm2pose run
+    --tracks``, the app's playlist, ``bgm2pose simulate --music``, ``read_music``), so each
+    names the same cause. It reads the header and decodes the last samples only: a truncated
+    file (an unfinished copy) has a header that promises more audio than there is, which
+    would otherwise surface only when its turn to play came.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise AudioFileError(f"music file {path} does not exist; check the path")
-    if path.stat().st_size == 0:
+    if path.is_dir():
+        raise AudioFileError(f"{path} is a folder, not a music file; choose the music files "
+                             "themselves")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except FileNotFoundError:
+        raise AudioFileError(f"music file {path} does not exist; check the path") from None
+    except PermissionError:
+        raise AudioFileError(f"music file {path} is unreadable (permission denied); make it "
+                             f"readable, e.g. chmod a+r '{path}'") from None
+    except OSError as exc:
+        raise AudioFileError(f"music file {path} cannot be read ({exc.strerror}); copy it to "
+                             "a local disk") from None
+    if not head:
         raise AudioFileError(f"music file {path} is empty; choose a file that contains audio")
+    # libsndfile's MP3 decoder (mpg123) prints resync notes straight to the process's stderr
+    # while it searches garbage for a frame, around our one-sentence message: refuse a file
+    # that does not even start like MP3 before it gets there.
+    if path.suffix.lower() == ".mp3" and not _looks_like_mp3(head):
+        raise _undecodable(path)
     try:
         info = sf.info(str(path))
     except sf.SoundFileError as exc:
@@ -65,12 +108,22 @@ def audio_info(path: str | Path) -> AudioInfo:
                 f"music file {path} has a format this build cannot decode; convert it to one "
                 f"of {supported}"
             ) from exc
-        raise AudioFileError(
-            f"music file {path} could not be decoded (damaged or not audio); re-export it as "
-            "WAV or FLAC"
-        ) from exc
+        raise _undecodable(path) from exc
     if info.frames <= 0:
         raise _no_audio(path)
+    tail = min(info.frames, _TAIL_FRAMES)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            f.seek(info.frames - tail)
+            last = f.read(tail, dtype="float32")
+    except (sf.SoundFileError, RuntimeError):  # RuntimeError: a failed seek
+        last = ()
+    if len(last) < tail:
+        promised = info.frames / info.samplerate
+        raise AudioFileError(
+            f"music file {path} is cut short (its header promises {promised:.1f} s of audio "
+            "that is not all there, e.g. an unfinished copy); copy or export it again"
+        )
     return AudioInfo(
         path=path, sample_rate=int(info.samplerate), channels=int(info.channels),
         frames=int(info.frames), duration_s=info.frames / info.samplerate, format=info.format,
@@ -80,7 +133,7 @@ def audio_info(path: str | Path) -> AudioInfo:
 def read_music(path: str | Path) -> np.ndarray:
     """Decode a music file to (2, N) float32 at 48 kHz (left, right)."""
     path = Path(path)
-    info = audio_info(path)
+    info = check_music(path)
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except sf.SoundFileError as exc:

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bgm2pose.sensing.audiofile import read_music
+from bgm2pose.sensing.audiofile import AudioFileError, check_music, read_music
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.ring import Mark, SampleRing
 
@@ -73,10 +73,22 @@ class Repeat(Enum):
 class Track:
     name: str
     loader: Callable[[], np.ndarray]  # returns (2, N) float32 at 48 kHz; runs in the decoder
+    # Why the track cannot be played, as found when it was made (one sentence with the fix);
+    # the player still tries it in turn (its loader raises the reason again, or the file was
+    # fixed meanwhile), but whoever lists or records the tracks can say so up front.
+    problem: str | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> Track:
-        return cls(Path(path).name, functools.partial(read_music, path))
+        """A track of a music file, checked now (``audiofile.check_music``, which reads the
+        header and the last samples, not the whole file)."""
+        try:
+            check_music(path)
+        except AudioFileError as exc:
+            problem = str(exc)
+        else:
+            problem = None
+        return cls(Path(path).name, functools.partial(read_music, path), problem)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ PortAudio initialised calls ``backends.refresh_devices()``.
 
 ``own_jack_server``: (name, process) of a JACK server of one test's own, for tests that kill it.
 
+``bad_music``: each kind of music file that cannot be played (``BAD_MUSIC``: empty, no samples,
+truncated, not audio, missing, a folder, unreadable) in turn, with the phrase of its reason.
+
 ``virtual_room``: starts the virtual rig as a JACK client in its own process on the session's
 server (as ``bgm2pose virtual-room`` runs it): ``with virtual_room(*cli_args) as (ready,
 stopped)``; ``room_on(server, *cli_args, stop_cleanly=True)`` does it on any server.
@@ -26,10 +29,22 @@ import signal
 import subprocess
 import sys
 import tempfile
+import types
 
 import pytest
 
 from bgm2pose.app.xvfb import stop_process
+
+# Kinds of music that cannot be played -> the phrase of the reason ``check_music`` gives.
+BAD_MUSIC = {
+    "empty file": "is empty",
+    "zero-length WAV": "holds no audio samples",
+    "truncated FLAC": "is cut short",
+    "random bytes named .mp3": "could not be decoded",
+    "missing path": "does not exist",
+    "folder named x.wav": "is a folder",
+    "unreadable file": "is unreadable",
+}
 
 JACK_RATE = 48_000
 JACK_PERIOD = 512
@@ -188,3 +203,76 @@ def virtual_room(jack_server):
 def room_on():
     """``room_on(server, *args, stop_cleanly=True)``: the virtual room on any JACK server."""
     return _virtual_room
+
+
+
+@pytest.fixture(scope="session")
+def as_nobody():
+    """(command prefix, environment variables) that run a command as user nobody, or None if
+    this Python cannot run so; numba's cache and HOME go to a folder of its own, since
+    nobody cannot write beside the project's sources."""
+    if shutil.which("setpriv") is None:
+        yield None
+        return
+    home = tempfile.mkdtemp(prefix="bgm2pose-nobody-")
+    os.chmod(home, 0o777)
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    variables = {"HOME": home, "NUMBA_CACHE_DIR": home}
+    ok = subprocess.run([*prefix, sys.executable, "-c", "import bgm2pose.sensing.features"],
+                        capture_output=True, timeout=120,
+                        env=dict(os.environ, **variables)).returncode == 0
+    try:
+        yield (prefix, variables) if ok else None
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(params=list(BAD_MUSIC))
+def bad_music(request):
+    """A music file that cannot be played, of each ``BAD_MUSIC`` kind in turn: a namespace of
+    ``kind``, ``path``, ``phrase``, and ``as_user`` and ``env``, the command prefix and the
+    environment variables to add to try it with. Root reads a chmod 000 file, so there the
+    unreadable one is tried as user nobody (and skipped if that user cannot run this Python);
+    both are empty otherwise."""
+    import numpy as np
+    import soundfile as sf
+
+    kind = request.param
+    as_user, variables = [], {}
+    if kind == "unreadable file" and os.geteuid() == 0:
+        nobody = request.getfixturevalue("as_nobody")
+        if nobody is None:
+            pytest.skip("running as root, which reads a chmod 000 file, and user nobody "
+                        "cannot run this Python to try it")
+        as_user, variables = nobody
+    folder = tempfile.mkdtemp(prefix="bgm2pose-bad-music-")
+    os.chmod(folder, 0o755)  # nobody must reach the unreadable file to be refused it
+    path = os.path.join(folder, {"empty file": "empty.wav", "zero-length WAV": "zero.wav",
+                                 "truncated FLAC": "cut.flac",
+                                 "random bytes named .mp3": "noise.mp3",
+                                 "missing path": "gone.wav", "folder named x.wav": "x.wav",
+                                 "unreadable file": "locked.flac"}[kind])
+    tone = 0.3 * np.sin(np.arange(96_000) * 0.05)[:, None].repeat(2, axis=1)  # 2 s, 48 kHz
+    if kind == "empty file":
+        open(path, "wb").close()
+    elif kind == "zero-length WAV":
+        sf.write(path, np.zeros((0, 2)), 48_000)
+    elif kind == "truncated FLAC":  # an unfinished copy: the header promises 2 s
+        sf.write(path, tone, 48_000)
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(path, "wb") as f:
+            f.write(data[:len(data) // 2])
+    elif kind == "random bytes named .mp3":
+        with open(path, "wb") as f:
+            f.write(np.random.default_rng(0).bytes(20_000))
+    elif kind == "folder named x.wav":
+        os.mkdir(path)
+    elif kind == "unreadable file":
+        sf.write(path, tone, 48_000)
+        os.chmod(path, 0)
+    try:
+        yield types.SimpleNamespace(kind=kind, path=path, phrase=BAD_MUSIC[kind],
+                                    as_user=as_user, env=variables)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -3,6 +3,10 @@ the real player, order and removal, folders and drag and drop, saved and restore
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import soundfile as sf
 from PyQt6 import QtCore, QtGui
@@ -137,3 +141,18 @@ def test_removing_and_moving_tracks_while_live_does_not_restart_the_engine(
         np.testing.assert_allclose(ring.read(start, 72_000)[0], expected, atol=1e-6)
     assert player.status().underflows == 0
     window.close()
+
+
+def test_each_kind_of_bad_file_is_listed_with_its_own_reason(bad_music):
+    # In a process of its own: root reads a chmod 000 file, so the unreadable one is added
+    # by user nobody (bad_music.as_user); the model needs no QApplication.
+    add = ("import sys; from bgm2pose.app.playlist_model import PlaylistModel; "
+           "m = PlaylistModel(); m.add([sys.argv[1]]); "
+           "print(len(m.entries)); print(m.row_text(0) if m.entries else '')")
+    r = subprocess.run([*bad_music.as_user, sys.executable, "-c", add, bad_music.path],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, **bad_music.env))
+    assert r.returncode == 0, r.stderr
+    count, row = r.stdout.splitlines()
+    assert count == "1", "the file vanished from the playlist without a word"
+    assert row.startswith("✗ ") and bad_music.phrase in row, row

@@ -155,3 +155,36 @@ def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
           f"{virtual_mae:.4f} (live {virtual_rows['MAE (normalised)']}), room offset "
           f"{offset} samples")
     assert abs(duplex_mae - virtual_mae) <= 0.1 * virtual_mae
+
+
+# ---------------------------------------------------------------- music that cannot be played
+
+
+def test_music_that_cannot_be_played_is_one_sentence_and_a_nonzero_exit(bad_music, tmp_path):
+    session = tmp_path / "session"
+    proc = subprocess.run([*bad_music.as_user, sys.executable, "-m", "bgm2pose.app.cli", "run",
+                           "--quiet", "--fast", "--seconds", "1", "--tracks", bad_music.path,
+                           "--record", str(session)],
+                          capture_output=True, text=True, timeout=240,
+                          env=dict(env(), **bad_music.env))
+    assert proc.returncode == 2, proc.stderr
+    assert bad_music.phrase in proc.stderr and Path(bad_music.path).name in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not session.exists()  # nothing was recorded, not even an empty folder
+
+
+def test_a_bad_track_beside_good_ones_is_skipped_with_a_warning_and_not_recorded(
+        standin_model, tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, 0.3 * np.sin(np.arange(3 * FS) * 0.05), FS)
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(b"")
+    code, rows, err = run_cli("--fast", "--seconds", "1", "--model", str(standin_model),
+                              "--tracks", str(bad), str(good), "--record",
+                              str(tmp_path / "session"))
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "bad.flac is empty" in warnings[0]
+    assert "skipped" in warnings[0]
+    assert read_session(tmp_path / "session").info.track == "good.wav"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bgm2pose.sensing.audiofile import SAMPLE_RATE, AudioFileError, audio_info, read_music
+from bgm2pose.sensing.audiofile import SAMPLE_RATE, AudioFileError, check_music, read_music
 from bgm2pose.sensing.errors import UserError
 
 AMPLITUDE = 0.5
@@ -46,7 +46,7 @@ def test_read_music_resamples_to_48k_stereo(tmp_path, name, kwargs, sr, channels
     data = _tones([1000] * channels, sr)
     sf.write(path, data, sr, **kwargs)
 
-    info = audio_info(path)
+    info = check_music(path)
     assert (info.sample_rate, info.channels, info.frames) == (sr, channels, len(data))
     assert info.duration_s == pytest.approx(len(data) / sr)
 
@@ -81,7 +81,7 @@ def test_mp3_when_libsndfile_supports_it(tmp_path):
         sf.write(path, data, 44_100, format="MP3", subtype="MPEG_LAYER_III")
     except sf.SoundFileError:
         pytest.skip("this libsndfile decodes MP3 but cannot write it")
-    assert audio_info(path).format == "MP3"
+    assert check_music(path).format == "MP3"
     out = read_music(path)
     # MP3 frames are 1152 samples; allow one frame of encoder padding either way.
     assert abs(out.shape[1] - 2.0 * SAMPLE_RATE) <= 1152 * SAMPLE_RATE / 44_100
@@ -95,7 +95,7 @@ def test_missing_file(tmp_path):
     with pytest.raises(AudioFileError, match="nothing.wav.*does not exist"):
         read_music(path)
     with pytest.raises(UserError, match="nothing.wav"):
-        audio_info(path)
+        check_music(path)
 
 
 def test_text_file_named_wav(tmp_path):
@@ -120,4 +120,4 @@ def test_unsupported_format(tmp_path):
     path = tmp_path / "track.m4a"
     path.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))
     with pytest.raises(AudioFileError, match="track.m4a.*format.*convert it to one of .*flac"):
-        audio_info(path)
+        check_music(path)
