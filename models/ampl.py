@@ -22,7 +22,7 @@ from typing import Iterable
 
 import numpy as np
 
-from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.errors import UserError, require_file
 
 COLUMNS: tuple[str, ...] = (
     "sound_path", "label", "testee", "music_type", "spec_duration", "joint_path",
@@ -54,8 +54,7 @@ class AmplWindows:
 
 def _rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) for each data row of the CSV."""
-    if not csv_path.is_file():
-        raise AmplError(f"AMPL index {csv_path} does not exist; pass the data set's CSV file")
+    require_file(csv_path, "AMPL index", "pass the data set's CSV file", AmplError)
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
@@ -89,8 +88,7 @@ def _load(
     path = Path(path_text)
     if not path.is_absolute():
         path = folder / path
-    if not path.is_file():
-        raise AmplError(f"{where}: {what} file {path} does not exist; fix the path in the CSV")
+    require_file(path, f"{where}: {what} file", "fix the path in the CSV", AmplError)
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:

@@ -24,7 +24,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bgm2pose.models.skeleton import N_JOINTS
-from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.errors import UserError, require_file
 from bgm2pose.sensing.features import CHANNELS, FRAMES_PER_WINDOW, N_MELS
 
 CARD_FORMAT = 2
@@ -121,8 +121,7 @@ class PoseModel:
 
     def __init__(self, path: str | Path, threads: int = 1):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ModelError(f"model file {self.path} does not exist; {_HOW_TO_MAKE}.")
+        require_file(self.path, "model file", f"{_HOW_TO_MAKE}.", ModelError)
         if threads < 1:
             raise ModelError(f"threads is {threads}; onnxruntime needs at least 1.")
         options = ort.SessionOptions()

@@ -47,7 +47,7 @@ from bgm2pose.models.data import ExcerptBatchSampler, WindowSet, fit_stats
 from bgm2pose.models.graph import NetworkInputs
 from bgm2pose.models.losses import LossWeights, discriminator_loss, loss_weights, total_loss
 from bgm2pose.models.networks import NetConfig, preset
-from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.errors import UserError, require_file
 from bgm2pose.sensing.features import FeatureStats
 
 CHECKPOINT = "checkpoint.pt"
@@ -286,8 +286,7 @@ def _cpu_state(module: nn.Module) -> dict:
 
 def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise TrainError(f"checkpoint {path} does not exist; train one with 'bgm2pose train'.")
+    require_file(path, "checkpoint", "train one with 'bgm2pose train'.", TrainError)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a bad file

@@ -116,6 +116,12 @@ def test_missing_csv(tmp_path):
         read_ampl(tmp_path / "index.csv")
 
 
+def test_a_folder_given_as_the_csv_is_called_a_folder(tmp_path):
+    (tmp_path / "index.csv").mkdir()
+    with pytest.raises(AmplError, match="index.csv is a folder, not a file; pass the file itself"):
+        read_ampl(tmp_path / "index.csv")
+
+
 def test_missing_columns(tmp_path):
     csv_path, rows = _make(tmp_path)
     _write_csv(csv_path, rows, columns=("sound_path", "testee", "music_type", "joint_path"))

@@ -71,6 +71,11 @@ def test_a_model_of_another_interface_is_refused_when_opened(tmp_path, mels, out
         PoseModel(path)
 
 
+def test_a_folder_given_as_the_model_is_called_a_folder(tmp_path):
+    with pytest.raises(ModelError, match="is a folder, not a file; pass the file itself"):
+        PoseModel(tmp_path)
+
+
 def test_an_exported_model_opens_with_its_card_and_mean_pose(exported):
     path, card = exported
     model = PoseModel(path)

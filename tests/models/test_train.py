@@ -116,6 +116,8 @@ def test_bad_options_raise_user_errors(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"junk")
     with pytest.raises(TrainError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(TrainError, match="is a folder, not a file; pass the file itself"):
+        load_checkpoint(tmp_path)
     if not torch.cuda.is_available():
         with pytest.raises(TrainError, match="CUDA"):
             train(_windows(8), np.arange(8), TrainConfig(device="cuda", switches=TINY, epochs=1, batch_size=4),
