@@ -151,8 +151,8 @@ class Estimator:
         self._coords = 0
         self._hits = 0.0
         self._joints = 0
-        mean_pose = model.card.get("mean_pose")
-        self._mean_pose = None if mean_pose is None else np.reshape(mean_pose, (-1, 3))
+        # The card's mean pose as PoseModel checked it (21 x 3 finite numbers), per joint.
+        self._mean_pose = None if model.mean_pose is None else model.mean_pose.reshape(-1, 3)
         self._mean_pose_error = 0.0  # running sum, over the same coordinates as _abs_error
         self.error: str | None = None
 
