@@ -78,12 +78,12 @@ def check_music(path: str | Path) -> AudioInfo:
     would otherwise surface only when its turn to play came.
     """
     path = Path(path)
-    if path.is_dir():
-        raise AudioFileError(f"{path} is a folder, not a music file; choose the music files "
-                             "themselves")
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)
+    except IsADirectoryError:
+        raise AudioFileError(f"{path} is a folder, not a music file; choose the music files "
+                             "themselves") from None
     except FileNotFoundError:
         raise AudioFileError(f"music file {path} does not exist; check the path") from None
     except PermissionError:

@@ -1,6 +1,10 @@
 """Synthetic AMPL-like data sets: a plan of sessions (subject x track x take), sharded,
 each rendered by the virtual rig and written as a session folder.
 
+Tracks are generated music (``TrackSpec``, by name) or the user's own music files
+(``MusicFile``: a track named after the file's stem, decoded to 48 kHz stereo as the player
+decodes it), so a model can be tried on a playlist before a rig is built.
+
 Every session plays its track from the start, so windows at the same offset of the same
 track share the music excerpt across subjects: what BGM hard-negative sampling needs.
 Each job's randomness derives from (seed, job key) only, so a job renders the same bytes
@@ -17,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from bgm2pose.sensing.audiofile import SAMPLE_RATE, check_music, read_music
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.session import SESSION_FILE, SessionInfo, write_session
 from bgm2pose.sensing.sim.motion import SUBJECTS, Subject, generate_motion
@@ -33,10 +38,35 @@ class DatasetError(UserError, ValueError):
 
 
 @dataclass(frozen=True)
+class MusicFile:
+    """A music file as a data-set track: its first ``seconds``, named after the file."""
+
+    path: Path
+    seconds: float
+
+    @classmethod
+    def of(cls, path: str | Path, minutes: float | None = None) -> MusicFile:
+        """The whole file, or its first ``minutes`` if it is longer; ``AudioFileError`` (one
+        sentence: the file, the cause, the fix) if it cannot be played."""
+        length = check_music(path).duration_s
+        return cls(Path(path), length if minutes is None else min(minutes * 60, length))
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def audio(self) -> np.ndarray:
+        """(2, N) float32 at 48 kHz, N = ``seconds`` of samples (or the file's, if the
+        resampler gave one fewer)."""
+        return read_music(self.path)[:, :round(self.seconds * SAMPLE_RATE)]
+
+
+@dataclass(frozen=True)
 class SimulationPlan:
     subjects: tuple[str, ...] = tuple(s.name for s in SUBJECTS)
-    tracks: tuple[str, ...] = DEFAULT_TRACKS
-    minutes: float = 2.0
+    tracks: tuple[str, ...] = DEFAULT_TRACKS  # generated tracks, by name
+    music: tuple[MusicFile, ...] = ()  # music files: replace the generated tracks if given
+    minutes: float = 2.0  # of each generated track
     takes: int = 1
     seed: int = 0
     randomise_rig: bool = False
@@ -50,7 +80,7 @@ class SimulationPlan:
 class SessionJob:
     key: str  # folder name, unique in the plan: <subject>_<track>_t<take>
     subject: Subject
-    track: TrackSpec
+    track: TrackSpec | MusicFile
     take: int
     seed: int  # derived from (plan seed, key)
     rig: Rig
@@ -91,13 +121,17 @@ def plan_jobs(plan: SimulationPlan) -> list[SessionJob]:
         raise DatasetError(f"unknown subjects {unknown}; choose from {', '.join(by_name)}")
     if plan.minutes <= 0 or plan.takes < 1:
         raise DatasetError("minutes must be positive and takes at least 1")
+    tracks = plan.music or [_generated(name, plan.minutes) for name in plan.tracks]
+    names: dict[str, Path] = {}  # session folders are keyed by track name: no two alike
+    for track in plan.music:
+        if track.name in names:
+            raise DatasetError(f"music files {names[track.name]} and {track.path} would both be "
+                               f"track {track.name!r} (tracks are named after their file); "
+                               "give each file once, renaming one of two of the same name")
+        names[track.name] = track.path
     jobs = []
     for subject in plan.subjects:
-        for track_name in plan.tracks:
-            try:
-                track = replace(TrackSpec.from_name(track_name), seconds=plan.minutes * 60)
-            except ValueError as exc:
-                raise DatasetError(f"bad track name {track_name!r}: {exc}") from None
+        for track in tracks:
             for take in range(plan.takes):
                 key = f"{subject}_{track.name}_t{take}"
                 seed = _derived_seed(plan.seed, key)
@@ -105,6 +139,13 @@ def plan_jobs(plan: SimulationPlan) -> list[SessionJob]:
                        else plan.rig)
                 jobs.append(SessionJob(key, by_name[subject], track, take, seed, rig))
     return jobs
+
+
+def _generated(name: str, minutes: float) -> TrackSpec:
+    try:
+        return replace(TrackSpec.from_name(name), seconds=minutes * 60)
+    except ValueError as exc:
+        raise DatasetError(f"bad track name {name!r}: {exc}") from None
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -127,7 +168,7 @@ def render_job(job: SessionJob, out_root: Path, plan: SimulationPlan,
                progress: Callable[[int, int], None] | None = None) -> Path:
     """Render one session and write it; returns its folder."""
     seconds = job.track.seconds
-    music = generate(job.track)
+    music = generate(job.track) if isinstance(job.track, TrackSpec) else job.track.audio()
     joints = generate_motion(job.subject, seconds, seed=job.seed, rig=job.rig)
     mic = render_session(
         job.rig, music, joints,
@@ -144,6 +185,8 @@ def render_job(job: SessionJob, out_root: Path, plan: SimulationPlan,
             "seed": job.seed,
             "plan_seed": plan.seed,
             "take": job.take,
+            **({} if isinstance(job.track, TrackSpec)
+               else {"music_file": str(job.track.path.absolute())}),
             "sensor_noise_db": plan.sensor_noise_db,
             "background_noise_db": plan.background_noise_db,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

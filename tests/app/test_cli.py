@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -97,3 +98,51 @@ def test_learnability_report_from_a_simulated_data_set(tmp_path):
     r = _run("learnability", str(data), "--mlp-epochs", "0")
     assert r.returncode == 2 and "--mlp-epochs 0 must be at least 1" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_simulate_with_music_files_renders_each_file_as_a_track_named_after_it(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from bgm2pose.sensing.audiofile import read_music
+    from bgm2pose.sensing.session import read_session
+
+    mono = tmp_path / "morning song.wav"  # mono at 44.1 kHz: resampled, both speakers
+    sf.write(mono, 0.3 * np.sin(np.arange(22_050) * 0.05), 44_100)
+    stereo = tmp_path / "dusk.flac"
+    t = np.arange(38_400)
+    sf.write(stereo, np.c_[0.3 * np.sin(t * 0.03), 0.2 * np.sin(t * 0.07)], 48_000)
+    r = _run("simulate", str(tmp_path / "data"), "--subjects", "S1", "--music", str(mono),
+             str(stereo))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        "S1_dusk_t0", "S1_morning song_t0"]
+    dusk = read_session(tmp_path / "data" / "S1_dusk_t0")
+    assert dusk.info.track == "dusk" and dusk.info.provenance["music_file"] == str(stereo)
+    np.testing.assert_allclose(dusk.reference, sf.read(stereo, dtype="float32")[0].T,
+                               atol=2.0 ** -22)  # the whole 0.8 s: each file's own length
+    song = read_session(tmp_path / "data" / "S1_morning song_t0")
+    assert song.reference.shape == (2, 24_000) and len(song.poses) == 60
+    np.testing.assert_allclose(song.reference, read_music(mono), atol=2.0 ** -22)
+
+    # --minutes takes the first minutes of a longer file, and leaves a shorter one whole.
+    r = _run("simulate", str(tmp_path / "short"), "--subjects", "S2", "--minutes", "0.01",
+             "--music", str(mono), str(stereo))
+    assert r.returncode == 0, r.stderr
+    assert read_session(tmp_path / "short" / "S2_dusk_t0").reference.shape == (2, 28_800)
+    assert read_session(tmp_path / "short" / "S2_morning song_t0").reference.shape == (2, 24_000)
+
+
+def test_simulate_names_each_bad_music_file_and_writes_nothing(bad_music, tmp_path):
+    other = Path(bad_music.path).with_name("other.wav")
+    other.write_bytes(b"")  # a second bad file: both are named, one sentence each
+    out = tmp_path / "data"
+    r = subprocess.run([*bad_music.as_user, str(BIN), "simulate", str(out), "--music",
+                        str(other), bad_music.path], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, **bad_music.env))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "other.wav is empty" in lines[0]
+    assert bad_music.phrase in lines[1] and Path(bad_music.path).name in lines[1]
+    assert not out.exists()
