@@ -12,10 +12,11 @@ the end. ``--record DIR`` keeps the session (``sensing.recorder``); ``--json-lin
 it came from, in seconds on the recorded clock; poses are normalised (hips origin, hip-spine
 length 1). Later updates may revise a frame (policy "average", smoothing); the line holds it
 as first published. Ctrl-C or SIGTERM stop cleanly (exit 130) and finish the recording; a run
-that ends because the device vanished keeps what was recorded and exits with status 1 and
-one sentence saying why. A ``--tracks`` file that cannot be played (``audiofile.check_music``)
-is a warning line and skipped, left out of the recording's track list; when none can be
-played the run does not start: one sentence, exit 2, rather than a run of silence.
+that ends because the device vanished, or whose recording could not be written, keeps what
+was recorded and exits with status 1 and one sentence saying why. A ``--tracks`` file that
+cannot be played (``audiofile.check_music``) is a warning line and skipped, left out of the
+recording's track list; when none can be played the run does not start: one sentence, exit 2,
+rather than a run of silence.
 """
 
 from __future__ import annotations
@@ -207,10 +208,10 @@ def run(args: argparse.Namespace) -> int:
             print(file=sys.stderr)
         print(summary(stats, engine.backend.recorded.end, rate, time.monotonic() - t0),
               file=sys.stderr)
-        if recorder is not None:
-            print(f"recorded {recorder.seconds:.1f} s into {args.record}"
-                  + (f" ({recorder.error})" if recorder.error else ""), file=sys.stderr)
-    problem = engine.backend.stats().error or engine.estimator.error
+        if recorder is not None and not recorder.error:
+            print(f"recorded {recorder.seconds:.1f} s into {args.record}", file=sys.stderr)
+    problem = (engine.backend.stats().error or engine.estimator.error
+               or (recorder.error if recorder is not None else None))
     if problem:
         print(f"bgm2pose run: {problem}", file=sys.stderr)
         return 1

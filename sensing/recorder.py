@@ -23,6 +23,10 @@ reference k - latency". The pose file starts at ring frame ``ceil(first_sample /
 ``first_sample`` is a whole frame). Samples a ring lost before the recorder read them (it
 fell more than a ring behind, or ``first_sample`` was already gone) are written as silence
 and counted in ``lost_samples``.
+
+A write the disk refuses (full, a file-size limit, the disk gone) stops the recording; the
+files keep what reached them, and ``error`` is one sentence naming the cause and the fix, for
+the caller to show and to end with a failure status: the data after that point is lost.
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ import soundfile as sf
 import tomli_w
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.ring import RingError, SampleRing
-from bgm2pose.sensing.session import MIC_FILE, POSES_FILE, REFERENCE_FILE, SESSION_FILE, SessionInfo
+from bgm2pose.sensing.session import (
+    MIC_FILE, POSE_SHAPE, POSES_FILE, REFERENCE_FILE, SESSION_FILE, SessionInfo,
+)
 
 POSE_FPS = 120
-_POSE_SHAPE = (21, 3)
 _CHUNK = 48_000  # samples copied per file per pass: bounded work and memory
 _NPY_HEADER = 128  # bytes, fixed so the frame count can be rewritten in place
 # Largest value a 24-bit sample holds; louder float samples would wrap, not clip.
@@ -98,7 +103,7 @@ class _PoseStream:
         self._header()
 
     def _header(self) -> None:
-        shape = (self.frames, *_POSE_SHAPE)
+        shape = (self.frames, *POSE_SHAPE)
         text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
         prefix = b"\x93NUMPY\x01\x00"
         body = text.ljust(_NPY_HEADER - len(prefix) - 2 - 1) + "\n"
@@ -106,7 +111,7 @@ class _PoseStream:
         self._fh.write(prefix + len(body).to_bytes(2, "little") + body.encode("latin1"))
 
     def write(self, poses: np.ndarray) -> None:
-        self._fh.seek(_NPY_HEADER + self.frames * 4 * _POSE_SHAPE[0] * _POSE_SHAPE[1])
+        self._fh.seek(_NPY_HEADER + self.frames * 4 * POSE_SHAPE[0] * POSE_SHAPE[1])
         self._fh.write(np.ascontiguousarray(poses, "<f4").tobytes())
         self.frames += len(poses)
 
@@ -179,7 +184,7 @@ class SessionRecorder:
             if self.ground_truth is not None:
                 self._poses = _PoseStream(self.folder / POSES_FILE)
             self._write_info(complete=False)
-        except OSError as exc:
+        except (OSError, sf.SoundFileError) as exc:
             raise RecorderError(f"cannot record into {self.folder} ({exc}); choose a folder "
                                 "you can write to") from None
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
@@ -195,11 +200,14 @@ class SessionRecorder:
         self._thread = None
         if latency_samples is not None:
             self.info.latency_samples = float(latency_samples)
-        for stream in self._streams:
-            stream.close()
-        if self._poses is not None:
-            self._poses.close()
-        self._write_info(complete=True)
+        try:
+            for stream in self._streams:
+                stream.close()
+            if self._poses is not None:
+                self._poses.close()
+            self._write_info(complete=True)
+        except (OSError, sf.SoundFileError) as exc:
+            self.error = self.error or self._write_failed(exc)
         return self.folder
 
     @property
@@ -215,8 +223,19 @@ class SessionRecorder:
                 self._copy()
                 self._flush()
             self._copy()  # the rest, up to where the rings ended
-        except Exception as exc:  # disk full, ...: keep what is on disk, say why
+        except (OSError, sf.SoundFileError) as exc:  # keep what is on disk, say why
+            self.error = self._write_failed(exc)
+        except Exception as exc:  # a bug: still keep what is on disk and say so
             self.error = f"the recording stopped: {type(exc).__name__}: {exc}"
+
+    def _write_failed(self, exc: Exception) -> str:
+        # An OSError has the reason (e.g. "No space left on device"); soundfile reports any
+        # write libsndfile could not make as "System error.", which adds nothing.
+        reason = f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else ""
+        return (f"the recording into {self.folder} stopped after {self.seconds:.1f} s because "
+                f"the disk refused a write{reason}, so the rest of the run was not recorded; "
+                "free space on that disk (or raise the file-size limit), or record to another "
+                "folder")
 
     def _copy(self) -> None:
         mic, ref = self._streams
@@ -276,7 +295,7 @@ class SessionRecorder:
     def _write_info(self, complete: bool) -> None:
         self.info.provenance = {
             **self.info.provenance, "recorded": self._started.isoformat(timespec="seconds"),
-            "complete": complete, "lost_samples": self.lost_samples,
+            "complete": complete and self.error is None, "lost_samples": self.lost_samples,
             **({"error": self.error} if self.error else {}),
         }
         (self.folder / SESSION_FILE).write_text(tomli_w.dumps(asdict(self.info)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,23 @@ def test_a_bad_track_beside_good_ones_is_skipped_with_a_warning_and_not_recorded
     assert len(warnings) == 1 and "bad.flac is empty" in warnings[0]
     assert "skipped" in warnings[0]
     assert read_session(tmp_path / "session").info.track == "good.wav"
+
+
+# ---------------------------------------------------------------- a recording that is lost
+
+
+def test_a_recording_the_disk_refuses_ends_in_its_sentence_and_a_nonzero_exit(standin_model,
+                                                                               tmp_path):
+    session = tmp_path / "session"
+    limit = 200_000  # bytes per file: the first second of mic audio does not fit
+    proc = subprocess.run(
+        [sys.executable, "-m", "bgm2pose.app.cli", "run", "--quiet", "--fast", "--seconds", "2",
+         "--model", str(standin_model), "--record", str(session)],
+        capture_output=True, text=True, timeout=240, env=env(),
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"bgm2pose run: the recording into {session} stopped after 0.0 s because the disk "
+        "refused a write, so the rest of the run was not recorded; free space on that disk (or "
+        "raise the file-size limit), or record to another folder")
+    assert "Traceback" not in proc.stderr and "recorded 0.0 s" not in proc.stderr

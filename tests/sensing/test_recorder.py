@@ -4,6 +4,7 @@ whose process is killed reads back with read_session up to its last flush."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -188,6 +189,39 @@ def test_a_killed_recording_reads_back_up_to_its_last_flush(tmp_path):
     np.testing.assert_array_equal(session.poses, expected)
     info = tomllib.loads((folder / "session.toml").read_text())
     assert info["provenance"]["complete"] is False
+
+
+_REFUSED = """
+import sys
+import numpy as np
+from bgm2pose.sensing.recorder import SessionRecorder
+from bgm2pose.sensing.ring import SampleRing
+from bgm2pose.sensing.session import SessionInfo
+recorded, reference = SampleRing(4, 4 * 48000), SampleRing(2, 4 * 48000)
+rng = np.random.default_rng(3)
+recorded.write((0.1 * rng.standard_normal((3 * 48000, 4))).astype(np.float32))
+reference.write((0.1 * rng.standard_normal((3 * 48000, 2))).astype(np.float32))
+recorder = SessionRecorder(sys.argv[1], recorded, reference, SessionInfo(), flush_s=0.2)
+recorder.start()
+recorder.stop()
+print(recorder.error)
+"""
+
+
+def test_a_recording_the_disk_refuses_ends_in_a_sentence_with_the_cause_and_the_fix(tmp_path):
+    folder = tmp_path / "take"
+    limit = 200_000  # bytes per file, well under the 3 s of 4-channel noise (~1.7 MB)
+    proc = subprocess.run(
+        [sys.executable, "-c", _REFUSED, str(folder)], capture_output=True, text=True,
+        timeout=120, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"),
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert proc.returncode == 0, proc.stderr
+    error = proc.stdout.strip()
+    assert error == (f"the recording into {folder} stopped after 0.0 s because the disk "
+                     "refused a write, so the rest of the run was not recorded; free space on "
+                     "that disk (or raise the file-size limit), or record to another folder")
+    provenance = tomllib.loads((folder / "session.toml").read_text())["provenance"]
+    assert provenance["error"] == error and provenance["complete"] is False
 
 
 def test_a_folder_with_a_session_is_not_overwritten(tmp_path):
