@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="music files or folders to play (replace the saved playlist)")
     p.add_argument("--model", type=Path,
                    help="exported model NAME.onnx (default: the shipped demo model)")
-    p.add_argument("--subject", default="S1", help="virtual rig: subject (default: %(default)s)")
+    p.add_argument("--subject", help="virtual rig: subject S1..S8 (default: the first the "
+                                     "model did not train on, from its card)")
     p.add_argument("--seed", type=int, default=0,
                    help="virtual rig: motion and noise seed (default: %(default)s)")
     p.add_argument("--start", action="store_true", help="go live as soon as the window opens")

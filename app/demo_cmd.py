@@ -1,5 +1,9 @@
-"""``bgm2pose demo``: the app on the virtual rig, with the bundled generated music and the
-shipped model: a virtual person moves between the speakers and the skeleton follows.
+"""``bgm2pose demo``: the app on the virtual rig, with generated music and the shipped model:
+a virtual person moves between the speakers and the skeleton follows.
+
+Honest by default: the subject and the music are ones the model did not train on, read from
+its card (``LiveEngine``), and the live MAE is shown beside the mean-pose predictor's on the
+same windows. A subject or track given that the model trained on is said in one sentence.
 
 The demo keeps its settings in a temporary file, so the operator's saved playlist and device
 choice are neither used nor changed. Without a display (no DISPLAY / WAYLAND_DISPLAY) it
@@ -35,7 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="without a display: how long to run headless (default: %(default)s)")
     p.add_argument("--screenshot", type=Path, default=Path("bgm2pose-demo.png"),
                    help="without a display: PNG of the window (default: %(default)s)")
-    p.add_argument("--subject", default="S1", help="virtual subject (default: %(default)s)")
+    p.add_argument("--subject", help="virtual subject S1..S8 (default: the first the model "
+                                     "did not train on, from its card)")
+    p.add_argument("--generated", nargs="+", default=[], metavar="NAME",
+                   help="generated tracks to play, as <genre>-<seed>, e.g. jazz-0003 (default: "
+                        "an ambient and a jazz track the model did not train on)")
     p.add_argument("--seed", type=int, default=0,
                    help="motion and noise seed (default: %(default)s)")
 
@@ -57,8 +65,8 @@ def _window(args: argparse.Namespace, model: Path, folder: str):
     from bgm2pose.app.main_window import MainWindow
 
     settings = QSettings(str(Path(folder) / "demo.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(LiveOptions(model=model, subject=args.subject, seed=args.seed),
-                        settings)
+    window = MainWindow(LiveOptions(model=model, subject=args.subject, seed=args.seed,
+                                    generated=list(args.generated)), settings)
     window.setWindowTitle("bgm2pose demo — virtual rig")
     window.resize(*WINDOW_SIZE)
     return window
@@ -95,8 +103,11 @@ def _headless(args: argparse.Namespace, model: Path, folder: str) -> int:
     try:
         if not window.wait_started(STARTUP_TIMEOUT_S):
             raise DemoError(f"the live pipeline did not start: {window.live_label.text()}")
-        print(f"demo: live on the {window.engine.backend.name} with {model.name}; the skeleton "
-              "follows the virtual person")
+        engine = window.engine
+        print(f"demo: live on the {engine.backend.name} with {model.name}, "
+              f"{engine.describe()}; the skeleton follows the virtual person")
+        for warning in engine.warnings:
+            print(f"demo: warning: {warning}")
         t0 = last = time.monotonic()
         while (now := time.monotonic()) - t0 < args.seconds:
             app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 20)
@@ -118,7 +129,7 @@ def _headless(args: argparse.Namespace, model: Path, folder: str) -> int:
         raise DemoError("the pipeline published no poses; run 'bgm2pose run' to see why")
     print(f"demo: {stats.windows} windows estimated, {stats.windows_per_s:.1f} windows/s, "
           f"inference {stats.inference_ms:.1f} ms, end-to-end {stats.e2e_ms:.0f} ms"
-          + (f", MAE {stats.mae:.3f}, PCKh@0.5 {100 * stats.pckh:.1f}%"
+          + (f", {stats.mae_text()}, PCKh@0.5 {100 * stats.pckh:.1f}%"
              if stats.mae is not None else ""))
     print(f"demo: screenshot written to {args.screenshot}")
     return 0

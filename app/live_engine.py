@@ -2,13 +2,19 @@
 
 ``LiveEngine(options)`` checks the music files and opens the model first (so a bad file or
 model fails before any device is touched), warms the feature kernels and the onnxruntime
-session up, builds the player (the given tracks, or the bundled generated music, repeat all),
-the backend of the chosen kind and the aligner at the latency:
+session up, builds the player (the given tracks, or generated music, repeat all), the backend
+of the chosen kind and the aligner at the latency:
 
 - virtual rig: ``options.latency`` or 0 (the rig's loopback latency is 0);
 - duplex / split: ``options.latency`` if given (the command line wins), else the saved
   calibration profile of the device pair, else a ``LiveError`` asking for
   ``bgm2pose calibrate``.
+
+Honest figures: the virtual rig's subject and generated music default to ones the model did
+not train on, read from its card (``data.subjects``, ``data.tracks``): the first built-in
+subject and, per bundled genre, the lowest seed it has not seen. A subject or track it did
+train on (chosen, or a music file whose stem is a training track's name) is a sentence in
+``warnings``: the live MAE would flatter it.
 
 For duplex and split devices a ``calibration.drift.DriftTracker`` refines the latency (and,
 for split devices, the clock ratio) online when that module is present.
@@ -23,10 +29,13 @@ so the last complete windows are still estimated, and keeps everything recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import importlib
+import itertools
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,11 +54,14 @@ from bgm2pose.sensing.player import Player, Repeat, Track
 from bgm2pose.sensing.session import SessionInfo
 from bgm2pose.sensing.sim.music import TrackSpec, generate
 from bgm2pose.sensing.sim.rig import SAMPLE_RATE, Rig
+from bgm2pose.sensing.sim.subjects import SUBJECTS
 
 BACKENDS = ("virtual", "duplex", "split")
-# The bundled playlist: two generated tracks (ambient, jazz), each long enough that track
-# changes (whose windows are flagged) are rare; generated lazily by the player's decoder.
-BUNDLED_MUSIC = (TrackSpec("ambient", 1, 120.0), TrackSpec("jazz", 1, 120.0))
+# The bundled playlist: one generated track per genre (the seeds: ``unseen_music``), each
+# long enough that track changes (whose windows are flagged) are rare; generated lazily by
+# the player's decoder.
+BUNDLED_GENRES = ("ambient", "jazz")
+BUNDLED_SECONDS = 120.0
 RING_SECONDS = 20.0  # recorded and reference rings: room for a slow reader (recorder)
 # Decoded audio queued ahead: the next track is loaded (decoded, resampled or generated, which
 # takes seconds on a busy machine) only once the current one is queued to its end, and must
@@ -74,21 +86,45 @@ class LiveOptions:
     input_device: str | None = None  # split
     convention: str = "ambix"  # mic channel convention: "ambix" | "fuma" | "internal"
     model: Path | None = None  # None -> inference.demo_model_path()
-    tracks: list[Path] = field(default_factory=list)  # empty -> bundled generated music
+    tracks: list[Path] = field(default_factory=list)  # music files; empty -> generated music
+    # generated tracks (<genre>-<seed>) played when no files are given; empty -> the bundled
+    # genres at seeds the model did not train on
+    generated: list[str] = field(default_factory=list)
     hop: int = 2400
     policy: str = "latest"  # "latest" | "average"
     smoothing: float = 0.0  # 0..1 exponential smoothing of published poses
     realtime: bool = True  # virtual rig: paced in real time, or as fast as possible
     seed: int = 0  # virtual scene seed (motion, noise)
-    subject: str = "S1"  # virtual subject
+    subject: str | None = None  # virtual subject; None -> the first the model did not train on
     latency: float | None = None  # samples; None -> calibration profile, or 0 on the virtual rig
     threads: int = 1  # onnxruntime intra-op threads
     seconds: float | None = None  # virtual rig: stop by itself after this much audio
 
 
-def bundled_tracks() -> list[Track]:
+def trained_on(card: dict) -> tuple[set[str], set[str]]:
+    """(subjects, tracks) a model card says the model trained on; empty when it does not say."""
+    data = card.get("data")
+    if not isinstance(data, dict):
+        return set(), set()
+    return set(map(str, data.get("subjects", ()))), set(map(str, data.get("tracks", ())))
+
+
+def unseen_subjects(trained: set[str]) -> list[str]:
+    """The built-in subjects not in ``trained``, in order."""
+    return [s.name for s in SUBJECTS if s.name not in trained]
+
+
+def unseen_music(trained: set[str]) -> list[str]:
+    """Per bundled genre, the generated track of the lowest seed not in ``trained``."""
+    return [next(spec.name for seed in itertools.count()
+                 if (spec := TrackSpec(genre, seed, BUNDLED_SECONDS)).name not in trained)
+            for genre in BUNDLED_GENRES]
+
+
+def generated_tracks(names: Sequence[str]) -> list[Track]:
+    """Generated tracks by name (``jazz-0003``), each ``BUNDLED_SECONDS`` long."""
     return [Track(spec.name, functools.partial(generate, spec, SAMPLE_RATE))
-            for spec in BUNDLED_MUSIC]
+            for spec in (TrackSpec.from_name(name, BUNDLED_SECONDS) for name in names)]
 
 
 def virtual_scene(options: LiveOptions) -> VirtualScene:
@@ -109,8 +145,7 @@ class LiveEngine:
         if options.hop < 1 or options.hop > WINDOW_SAMPLES:
             raise LiveError(f"hop {options.hop} samples is outside 1..{WINDOW_SAMPLES}; use "
                             "e.g. 2400 (50 ms)")
-        tracks = ([Track.from_file(p) for p in options.tracks] if options.tracks
-                  else bundled_tracks())
+        tracks = [Track.from_file(p) for p in options.tracks]
         problems = [t.problem for t in tracks if t.problem is not None]
         if problems and len(problems) == len(tracks):  # it would play silence, unexplained
             raise LiveError(problems[0] if len(problems) == 1 else
@@ -119,6 +154,20 @@ class LiveEngine:
         # Sentences for whoever runs the engine to show: the other tracks play.
         self.warnings = [f"{problem} (skipped; the other tracks play)" for problem in problems]
         self.model = PoseModel(options.model or demo_model_path(), threads=options.threads)
+        self.trained_subjects, self.trained_tracks = trained_on(self.model.card)
+        unseen = unseen_subjects(self.trained_subjects)
+        self.options = options = dataclasses.replace(
+            options, subject=options.subject or (unseen or [SUBJECTS[0].name])[0],
+            generated=options.generated or unseen_music(self.trained_tracks))
+        # What is played, by the names data sets give tracks (a music file: its stem).
+        if options.tracks:
+            self.music = [Path(p).stem for p, t in zip(options.tracks, tracks)
+                          if t.problem is None]
+        else:
+            tracks = generated_tracks(options.generated)
+            self.music = list(options.generated)
+        if options.backend == "virtual":
+            self.warnings += self._seen_warnings(unseen)
         self._warm_up()
         self.feed = PoseFeed()
         self.player = Player(tracks, repeat=Repeat.ALL,
@@ -140,6 +189,31 @@ class LiveEngine:
             self.backend.pace = self._wait_for_estimator
         self._started = False
         self._stopped = False
+
+    def _seen_warnings(self, unseen: list[str]) -> list[str]:
+        """A sentence per subject or track of the virtual rig that the model trained on."""
+        flatter = "so its live figures look better than they are"
+        warnings = []
+        if self.options.subject in self.trained_subjects:
+            warnings.append(f"the model trained on subject {self.options.subject}, {flatter} "
+                            f"(subjects it has not seen: {', '.join(unseen) or 'none'})")
+        for name in self.music:
+            if name in self.trained_tracks:
+                warnings.append(f"the model trained on the track {name}, {flatter} (generated "
+                                "tracks it has not seen: "
+                                f"{', '.join(unseen_music(self.trained_tracks))})")
+        return warnings
+
+    def describe(self) -> str:
+        """The subject (virtual rig) and music, and whether the model trained on them."""
+        virtual = self.options.backend == "virtual"
+        what = (f"subject {self.options.subject} and " if virtual else "") + \
+            f"music {', '.join(self.music)}"
+        if not (self.trained_subjects or self.trained_tracks):
+            return f"{what} (the model card does not say what it trained on)"
+        seen = (self.options.subject in self.trained_subjects and virtual) or \
+            any(name in self.trained_tracks for name in self.music)
+        return f"{what}, {'some' if seen else 'none'} of which the model trained on"
 
     def _wait_for_estimator(self, start: int) -> None:
         """Fast virtual rig: hold the block starting at recorded sample ``start`` until the

@@ -7,7 +7,8 @@ the window picks it up on its timer. Two timers then read what the engine's thre
 (spectrograms, levels), the player's status (playlist) and the live figures (status bar).
 
 Options: ``base_options`` (model, seed, realtime, ...) with the remembered ``DeviceChoice``
-and the playlist applied on each start. An empty playlist plays the bundled generated music.
+and the playlist applied on each start. An empty playlist plays generated music the model did
+not train on, and the virtual rig's subject defaults to one it did not (``LiveEngine``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def status_text(stats: LiveStats) -> str:
               f"inference {stats.inference_ms:.1f} ms", f"end-to-end {stats.e2e_ms:.0f} ms",
               f"xruns {stats.xruns}", f"dropped {stats.dropped}", f"flagged {stats.flagged}"]
     if stats.mae is not None:
-        parts.append(f"MAE {stats.mae:.3f}")
+        parts.append(stats.mae_text())
     if stats.pckh is not None:
         parts.append(f"PCKh@0.5 {100 * stats.pckh:.1f}%")
     return "  |  ".join(parts)
@@ -177,6 +178,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.meters.follow(engine.backend.recorded)
         self.playlist.attach(engine.player, mirrors=bool(self.playlist.model.paths()))
         self.start_action.setText("■ Stop")
+        self._update_warning()
         self.engine_started.emit()
 
     def stop(self) -> None:
@@ -189,8 +191,10 @@ class MainWindow(QtWidgets.QMainWindow):
             view.follow(None)
         self.view.set_pose(None)
         self.view.set_ghost(None)
+        self.view_panel.show_accuracy(None)
         self.start_action.setText("▶ Start")
         self.live_label.setText("Stopped")
+        self._update_warning()
 
     def restart(self) -> None:
         if self.engine is not None:
@@ -251,6 +255,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if stats is not None:
             text = status_text(stats)
             self.live_label.setText(f"{text}  |  {stats.status}" if stats.status else text)
+            self.view_panel.show_accuracy(stats.mae_text())
         if self._recorder is not None:
             self.record_action.setText(f"● Recording {self._recorder.seconds:.0f} s")
 
@@ -273,11 +278,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.restart()
 
     def _update_warning(self) -> None:
-        warning = None
+        """Device problems, and the running engine's warnings (skipped music files, a
+        subject or track the model trained on)."""
+        warnings = [] if self.engine is None else list(self.engine.warnings)
         if self.choice.devices is not None:
             devices = (self._list_devices or _safe_devices)()
-            warning = check_choice(self.choice, devices) or profile_warning(self.choice)
-        self.warning_label.setText(warning or "")
+            warnings.insert(0, check_choice(self.choice, devices) or profile_warning(self.choice))
+        self.warning_label.setText("\n".join(w for w in warnings if w))
 
     def calibrate(self) -> None:
         from bgm2pose.app.calibration_wizard import CalibrationWizard

@@ -52,10 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=0.0,
                    help="stop after this much captured audio (0: run until Ctrl-C)")
     p.add_argument("--model", type=Path, help="exported model .onnx (default: the demo model)")
-    p.add_argument("--tracks", type=Path, nargs="*", default=[],
-                   help="music files to play (default: bundled generated music); a file that "
-                        "cannot be played is skipped with a warning, and if none can, the run "
-                        "stops with the reason")
+    music = p.add_mutually_exclusive_group()
+    music.add_argument("--tracks", type=Path, nargs="*", default=[],
+                       help="music files to play (default: generated music, see --generated); "
+                            "a file that cannot be played is skipped with a warning, and if "
+                            "none can, the run stops with the reason")
     p.add_argument("--hop", type=int, default=2400, help="samples between windows (2400 = 50 ms)")
     p.add_argument("--policy", choices=POLICIES, default="latest",
                    help="publish each window's poses, or overlap-average successive windows")
@@ -64,7 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency", type=float,
                    help="loopback latency in samples (default: the calibration profile)")
     p.add_argument("--seed", type=int, default=0, help="virtual rig: motion and noise seed")
-    p.add_argument("--subject", default="S1", help="virtual rig: subject S1..S8")
+    p.add_argument("--subject", help="virtual rig: subject S1..S8, or none (default: the "
+                                     "first the model did not train on, from its card)")
+    music.add_argument("--generated", nargs="+", default=[], metavar="NAME",
+                       help="generated tracks to play instead of files, as <genre>-<seed>, "
+                            "e.g. jazz-0003 (default: an ambient and a jazz track the model "
+                            "did not train on, from its card)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     p.add_argument("--record", type=Path, metavar="DIR",
                    help="record the session (mic, reference, poses) into this new folder")
@@ -80,7 +86,8 @@ def options_from(args: argparse.Namespace) -> LiveOptions:
                        output_device=args.output_device, input_device=args.input_device,
                        convention=args.convention, model=args.model, tracks=list(args.tracks),
                        hop=args.hop, policy=args.policy, smoothing=args.smoothing,
-                       realtime=not args.fast, seed=args.seed, subject=args.subject,
+                       generated=list(args.generated), realtime=not args.fast,
+                       seed=args.seed, subject=args.subject,
                        latency=args.latency, threads=args.threads,
                        seconds=args.seconds if args.seconds > 0 else None)
 
@@ -126,7 +133,7 @@ def status_line(stats: LiveStats | None, captured_s: float) -> str:
             f"e2e {stats.e2e_ms:5.1f} ms  xruns {stats.xruns}  dropped {stats.dropped}  "
             f"flagged {stats.flagged}")
     if stats.mae is not None:
-        line += f"  MAE {stats.mae:.3f}  PCKh {stats.pckh:.3f}"
+        line += f"  {stats.mae_text()}  PCKh {stats.pckh:.3f}"
     if stats.drift_ppm is not None:
         line += f"  drift {stats.drift_ppm:+.1f} ppm"
     return line
@@ -149,6 +156,8 @@ def summary(stats: LiveStats | None, captured: int, sample_rate: int, wall_s: fl
         rows.append(("clock drift", f"{stats.drift_ppm:+.2f} ppm"))
     if stats.mae is not None:
         rows += [("MAE (normalised)", f"{stats.mae:.4f}"), ("PCKh@0.5", f"{stats.pckh:.4f}")]
+    if stats.mean_pose_mae is not None:
+        rows.append(("MAE of the mean pose", f"{stats.mean_pose_mae:.4f}"))
     if stats.status:
         rows.append(("status", stats.status))
     width = max(len(k) for k, _ in rows)
@@ -163,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     # `kill` (SIGTERM) stops like Ctrl-C: the recording is finished, not cut.
     signal.signal(signal.SIGTERM, _interrupt)
     engine = LiveEngine(options_from(args))
+    print(f"bgm2pose run: {engine.backend.name}, {engine.describe()}", file=sys.stderr)
     for warning in engine.warnings:
         print(f"bgm2pose run: warning: {warning}", file=sys.stderr)
     rate = engine.backend.sample_rate

@@ -216,8 +216,14 @@ class SkeletonView(GLViewMixin, QtOpenGL.QOpenGLWindow):
         self.frames_drawn += 1
 
 
+CAPTION = "estimate: coloured skeleton · truth (virtual rig): green ghost"
+
+
 class SkeletonPanel(QtWidgets.QWidget):
-    """The 3D view in a widget, under a row with the "Reset view" button."""
+    """The 3D view in a widget, under a row with the "Reset view" button and over a caption
+    that says what is drawn and, with ground truth, how far off the estimate is next to the
+    mean-pose predictor (``show_accuracy``): a moving skeleton can look right and still be no
+    better than always drawing the average pose."""
 
     def __init__(self, view: SkeletonView, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -233,10 +239,17 @@ class SkeletonPanel(QtWidgets.QWidget):
         row.addWidget(self.reset_button)
         row.addWidget(hint)
         row.addStretch(1)
+        self.caption = QtWidgets.QLabel(CAPTION)
+        self.caption.setStyleSheet("color: gray")
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
         layout.addWidget(self.container, 1)
+        layout.addWidget(self.caption)
+
+    def show_accuracy(self, mae_text: str | None) -> None:
+        """Caption the view with ``LiveStats.mae_text()`` (None: no ground truth, no figure)."""
+        self.caption.setText(CAPTION if mae_text is None else f"{CAPTION} · live {mae_text}")
 
     def grab_with_view(self, top: QtWidgets.QWidget) -> QtGui.QImage:
         """``top.grab()`` with the GL view painted in: a widget grab leaves native GL

@@ -40,6 +40,14 @@ class LiveStats:
     backend: str  # backend name
     status: str  # "" or a one-line problem (device gone, ...)
 
+    def mae_text(self) -> str | None:
+        """"MAE 0.561 (mean pose 0.654)": the live MAE with the mean-pose predictor's on the
+        same windows beside it, the bar it must beat; None without ground truth."""
+        if self.mae is None:
+            return None
+        bar = "" if self.mean_pose_mae is None else f" (mean pose {self.mean_pose_mae:.3f})"
+        return f"MAE {self.mae:.3f}{bar}"
+
 
 @dataclass(frozen=True)
 class PoseUpdate:

@@ -3,6 +3,8 @@ and the ground-truth ghost is drawn beside it; the window reads the pipeline on 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyqtgraph as pg
 import pytest
@@ -92,6 +94,14 @@ def test_status_bar_shows_live_figures_with_accuracy_on_the_virtual_rig(window, 
     text = window.live_label.text()
     for phrase in ("virtual rig", "latency", "inference", "xruns", "MAE", "PCKh"):
         assert phrase in text
+    # The model's live MAE with the mean-pose predictor's beside it, in the status line and
+    # under the 3D view, as the feed has them.
+    _, stats = window.engine.feed.latest()
+    assert stats.mean_pose_mae is not None and stats.mean_pose_mae > 0
+    pair = re.compile(r"MAE (\d\.\d{3}) \(mean pose (\d\.\d{3})\)")
+    for shown in (text, window.view_panel.caption.text()):
+        model, mean_pose = map(float, pair.search(shown).groups())
+        assert model > 0 and abs(mean_pose - stats.mean_pose_mae) < 0.05, shown
 
 
 def test_record_joins_the_running_pipeline_and_the_session_is_the_rings(window, qtbot,
