@@ -22,8 +22,10 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "the app on the built-in virtual rig: a virtual person moves, the skeleton follows",
         "Open the app on the built-in virtual rig (a virtual person moving between two "
         "speakers playing generated music, heard by a virtual ambisonic mic) with the shipped "
-        "model, live. Without a display it runs headless for --seconds, prints the live "
-        "figures and writes a PNG of the window it would have shown.",
+        "model, live; the person and the music are ones the model never trained on, and its "
+        "live MAE is shown beside the mean-pose predictor's. Without a display it runs "
+        "headless for --seconds, prints the live figures and writes a PNG of the window it "
+        "would have shown.",
     ),
     "app": (
         "bgm2pose.app.app_cmd",
@@ -36,8 +38,9 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "bgm2pose.app.simulate_cmd",
         "write a synthetic data set of sessions with the virtual rig",
         "Render sessions (subjects x tracks x minutes) with the virtual rig: physically "
-        "based room, body shadowing and reflections, procedural motion and music. "
-        "Deterministic per seed; --shard i/n splits the work between processes or machines.",
+        "based room, body shadowing and reflections, procedural motion and music, or your "
+        "own music files with --music. Deterministic per seed; --shard i/n splits the work "
+        "between processes or machines.",
     ),
     "features": (
         "bgm2pose.app.features_cmd",

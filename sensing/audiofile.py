@@ -116,7 +116,7 @@ def check_music(path: str | Path) -> AudioInfo:
         with sf.SoundFile(str(path)) as f:
             f.seek(info.frames - tail)
             last = f.read(tail, dtype="float32")
-    except (sf.SoundFileError, RuntimeError):  # RuntimeError: a failed seek
+    except sf.SoundFileError:  # the seek or the decoding past the end of what is there
         last = ()
     if len(last) < tail:
         promised = info.frames / info.samplerate
