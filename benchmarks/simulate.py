@@ -58,7 +58,7 @@ def main() -> None:
     wall = sum(renderer.timings.values())
     for name, seconds in renderer.timings.items():
         print(f"  {name:<14} {seconds:6.2f} s  {100 * seconds / wall:5.1f} %")
-    print(f"real-time factor per core: {SECONDS / cpu:.1f}x (goal >= 20x)")
+    print(f"real-time factor per core: {SECONDS / cpu:.1f}x (goal >= 10x)")
 
 
 if __name__ == "__main__":

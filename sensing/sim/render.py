@@ -16,17 +16,26 @@ time (cheaper per frame; the live device wants small batches, offline rendering 
 capsule body of ``height`` and ``build``.
 
 The recording is the sum over both speakers of
-- room reverberation: the static ``room.RoomResponse.reverb``, by partitioned FFT
-  convolution with zero latency;
-- the direct path: static delay (windowed-sinc fractional delay), gain and B-format
-  direction, times the body's shadow response, evaluated every ``SHADOW_HOP`` samples
-  (frames of twice that, Hann cross-faded on the output at 50 % overlap: a shadow changes
-  slowly, unlike the delays of the moving paths);
-- one moving reflection per body segment: the music through the segment's static
-  reflection filter (linear phase), delayed by the per-sample path delay (cubic Lagrange
-  interpolation from a history buffer, so Doppler comes out right) and weighted by the
-  path's gain times its B-format encoding; delay and gains are computed per pose frame and
-  interpolated linearly per sample (the compiled kernel of ``moving_paths``);
+- the empty room: the static ``room.RoomResponse.static`` (every arrival: direct path,
+  reflections, reverberation), by partitioned FFT convolution with zero latency;
+- the body's shadows on the paths it meets (``room.Paths``: the direct path, and with
+  ``Rig.body_paths`` "first_order" the six first-order reflections): each path times the
+  body's shadow response, on a reflected path the product over both legs (source image ->
+  mic, and speaker -> mirrored mic), evaluated every ``SHADOW_HOP`` samples (frames of twice
+  that, Hann cross-faded on the output at 50 % overlap: a shadow changes slowly, unlike the
+  delays of the moving paths). Only the difference to the unshadowed paths is rendered,
+  per shadowed frame and speaker as one filter of all its paths;
+- moving reflections off each body segment, lit by each path's source (the speaker, or its
+  image in a wall: speaker -> wall -> body -> mic) and, for a reflected path, lighting the
+  wall (speaker -> body -> wall -> mic: a reflection towards the mirrored mic, arriving from
+  the mirrored direction), weighted by the wall's factor and the speaker's radiation towards
+  the departure direction (its high-frequency level: the body reflects above ~1 kHz).
+  Each is the music through the segment's static reflection filter (linear phase),
+  delayed by the per-sample path delay (cubic Lagrange interpolation from a history
+  buffer, so Doppler comes out right) and weighted by the path's gain times its B-format
+  encoding; delay and gains are computed per pose frame and interpolated linearly per
+  sample (the compiled kernel of ``moving_paths``); the paths via a wall are computed
+  every ``WALL_FRAME_STEP`` frames and interpolated;
 - sensor noise (white, independent per channel) and background noise (pink, independent per
   channel, X/Y/Z at 1/sqrt(3) of W's RMS as in a diffuse field), seeded; both Gaussian, so
   their sum is drawn as one Gaussian process of the summed spectrum.
@@ -50,10 +59,10 @@ from scipy.signal import firwin2, lfilter
 from bgm2pose.models.skeleton import N_JOINTS
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.sim import body as body_model
-from bgm2pose.sensing.sim import scattering
+from bgm2pose.sensing.sim import scattering, speaker
 from bgm2pose.sensing.sim.moving_paths import mix_moving_paths
 from bgm2pose.sensing.sim.rig import SPEED_OF_SOUND, Rig
-from bgm2pose.sensing.sim.room import RoomResponse, room_response
+from bgm2pose.sensing.sim.room import RoomResponse, reflect, room_response
 
 POSE_FPS = 120
 # Noise defaults (RMS dB re full scale, see the module docstring): a quiet room with the
@@ -63,7 +72,10 @@ BACKGROUND_NOISE_DB = -70.0
 SHADOW_HOP = 2400        # samples between shadow updates (50 ms; 100 ms Hann cross-fades)
 SHADOW_TAPS = 256        # FFT grid of the shadow response; its impulse response (5 ms) must fit
 REFLECTION_TAPS = 257    # linear-phase reflection filters (odd: integer group delay)
-DIRECT_HALF_TAPS = 32    # half length of the direct path's windowed-sinc fractional delay
+# Pose frames between geometry updates of the moving reflections via a wall (linear in
+# between): those paths are weaker and change as smoothly as the direct ones, and at
+# 30 fps a limb accelerating at 20 m/s^2 strays 3 mm from its path.
+WALL_FRAME_STEP = 4
 BLOCK = 4800             # block size of render_session
 # Reverb partitions grow 4x from the first up to this. Each partition of the tail reads all
 # of its stage's filter spectra (~3 MB): long tail partitions keep that traffic low.
@@ -257,19 +269,45 @@ class _Noise:
 
 # ---------------------------------------------------------------------- the renderer
 
-def _twice(body: "body_model.Body") -> "body_model.Body":
-    """The body's frames twice over, once per speaker."""
-    return replace(body, a=np.concatenate([body.a, body.a]), b=np.concatenate([body.b, body.b]))
+def _tiled(body: "body_model.Body", count: int) -> "body_model.Body":
+    """The body's frames ``count`` times over (one copy per source-mic pair): the scattering
+    models work per frame."""
+    return replace(body, a=np.tile(body.a, (count, 1, 1)), b=np.tile(body.b, (count, 1, 1)))
+
+
+@dataclass(frozen=True)
+class _Lights:
+    """The source-mic pairs of the body's moving reflections, per speaker (index 0) and
+    family (index 1): the direct family lit by the speaker; per wall, the family lit by the
+    speaker's image in it, and the family lighting it (towards the mic's image)."""
+    source: np.ndarray        # (2, Q, 3)
+    mic: np.ndarray           # (Q, 3)
+    departs_via: np.ndarray   # (Q, 3) wall normal the departure is mirrored in (0: none)
+    arrives_via: np.ndarray   # (Q, 3) wall normal the arrival is mirrored in (0: none)
+    wall_gain: np.ndarray     # (Q,)
+
+    @classmethod
+    def of(cls, room: RoomResponse, mic: np.ndarray) -> "_Lights":
+        paths = room.paths
+        walls = slice(1, None)
+        images = paths.mirror(mic)[walls]
+        speakers = np.repeat(paths.source[:, :1], len(images), axis=1)
+        none = np.zeros_like(paths.normal[walls])
+        return cls(np.concatenate([paths.source, speakers], axis=1),
+                   np.concatenate([np.repeat(mic[None], len(paths.surface), 0), images]),
+                   np.concatenate([paths.normal, none]),
+                   np.concatenate([paths.normal[:1], none, paths.normal[walls]]),
+                   np.concatenate([paths.wall_gain, paths.wall_gain[walls]]))
 
 
 @dataclass
 class _Frames:
     """Per pose frame path data, from frame ``start`` on."""
     start: int
-    delay: np.ndarray     # (F, 2K) reflection delays in samples, paths speaker-major
-    gains: np.ndarray     # (F, 4, 2K) path gain times B-format encoding
-    shadow: np.ndarray    # (F, 2, SHADOW_TAPS) shadow impulse responses (frames on the hop)
-    shadowed: np.ndarray  # (F, 2) bool: that response differs from 1
+    delay: np.ndarray     # (F, 2QK) reflection delays in samples, speaker, family, segment
+    gains: np.ndarray     # (F, 4, 2QK) path gain times B-format encoding
+    shadow: np.ndarray    # (F, 2, P, SHADOW_TAPS) shadow impulse responses (frames on the hop)
+    shadowed: np.ndarray  # (F, 2, P) bool: that response differs from 1
 
     _ARRAYS = ("delay", "gains", "shadow", "shadowed")
 
@@ -299,24 +337,30 @@ class SceneRenderer:
         self.room = room_response(rig) if room is None else room
         self.gain = np.float32(4 * np.pi * 10 ** (rig.speaker_gain_db / 20))
         self.position = 0  # samples rendered so far
-        self.timings = dict.fromkeys(("room", "direct+shadow", "reflections", "noise", "body"),
-                                     0.0)
+        self.timings = dict.fromkeys(("room", "shadows", "reflections", "noise", "body"), 0.0)
 
-        self.reverb = _Convolver(self.room.reverb)
-        delays = self.room.direct_delay * fs
-        half = int(min(DIRECT_HALF_TAPS, np.floor(delays.min())))
-        whole = np.floor(delays).astype(int)
-        taps = np.zeros((2, whole.max() + half + 1))
-        for s in range(2):
-            k = np.arange(whole[s] - half + 1, whole[s] + half + 1)
-            taps[s, k] = np.sinc(k - delays[s]) * np.kaiser(2 * half, 8.0)
-        self.direct = _Fir(taps)
-        self.direct_gains = (self.room.direct_gain[:, None]
-                             * rig.encode(self.room.direct_direction)).T.astype(np.float32)
-        # Shadow cross-fade weight at sample t of a frame centred on c: hann[t - c + hop].
+        self.static = _Convolver(self.room.static)
+        paths = self.room.paths
+        # Shadow corrections: a frame's filter is its shadowed paths' responses (path taps
+        # plus shadow taps), applied to hop-long pieces of the speaker feeds in one FFT size.
+        self.correction_taps = paths.fir.shape[-1] + SHADOW_TAPS - 1
+        self.correction_size = sfft.next_fast_len(SHADOW_HOP + self.correction_taps - 1, True)
+        encoded = paths.fir[:, :, None, :] * rig.encode(paths.direction)[..., None]
+        self.path_spectra = sfft.rfft(encoded, self.correction_size).astype(np.complex64)
+        self.corrections: dict[tuple[int, int], np.ndarray] = {}  # (frame, speaker) -> (4, F)
+        self.feed_history = np.zeros((2, self.correction_taps - 1), np.float32)
+        # Shadowing lines per speaker: each path from its source to the mic, and the first
+        # leg of each reflected path (speaker -> the mic's image in the wall).
+        mic_images = paths.mirror(rig.mic_position)[1:]
+        self.shadow_sources = np.concatenate(
+            [paths.source, np.repeat(paths.source[:, :1], len(mic_images), axis=1)], axis=1)
+        self.shadow_mics = np.concatenate([np.repeat(rig.mic_position[None],
+                                                     len(paths.surface), 0), mic_images])
         self.hann = (0.5 + 0.5 * np.cos(np.pi * np.arange(-SHADOW_HOP, SHADOW_HOP)
                                         / SHADOW_HOP)).astype(np.float32)
-        self.direct_history = np.zeros((2, SHADOW_TAPS - 1), np.float32)
+        self.lights = _Lights.of(self.room, rig.mic_position)
+        aim = rig.mic_position - rig.speakers
+        self.speaker_axes = aim / np.linalg.norm(aim, axis=1, keepdims=True)
         self.noise = _Noise(seed, sensor_noise_db, background_noise_db)
 
         if poses is None:
@@ -332,6 +376,7 @@ class SceneRenderer:
         # Body geometry is cheaper per frame in batches; the live device wants small ones.
         self.pose_batch = max(1, int(pose_batch))
         self.pulled = 0
+        self.ahead: np.ndarray | None = None  # joints of frame ``pulled``, read ahead
         self.frames: _Frames | None = None
         self.reflections: _Fir | None = None  # built from the first body's segment radii
 
@@ -346,10 +391,10 @@ class SceneRenderer:
         if self.poses is not None:
             self._pull(t0 + n)
         clock = self._tick("body", clock)
-        y = self.reverb.process(music)
+        y = self.static.process(music)
         clock = self._tick("room", clock)
-        y += self._direct(music, t0)
-        clock = self._tick("direct+shadow", clock)
+        y += self._shadows(music, t0)
+        clock = self._tick("shadows", clock)
         if self.poses is not None:
             y += self._reflections(music, t0)
         clock = self._tick("reflections", clock)
@@ -368,79 +413,139 @@ class SceneRenderer:
 
     def _pull(self, end: int) -> None:
         """Make sure path data covers every frame that samples [., end) need, drop the
-        frames that are behind the audio."""
+        frames that are behind the audio. Batches end on multiples of ``WALL_FRAME_STEP``
+        and read one frame ahead: the paths via a wall are interpolated up to it."""
         fs = self.frame_samples
         hop = SHADOW_HOP // fs
         need = max((end - 1) // fs + 1, hop * -(-end // SHADOW_HOP)) + 1
         if need > self.pulled:
             need = max(need, self.pulled + self.pose_batch)
-            joints = _check_joints(self.poses.next(need - self.pulled))
+            need = WALL_FRAME_STEP * -(-need // WALL_FRAME_STEP)
+            if self.ahead is None:
+                joints = _check_joints(self.poses.next(need + 1))
+            else:
+                joints = np.concatenate([self.ahead,
+                                         _check_joints(self.poses.next(need - self.pulled))])
+            self.ahead = joints[-1:]
             new = self._geometry(joints, self.pulled)
             self.pulled = need
             self.frames = new if self.frames is None else self.frames.extend(new)
         behind = hop * (self.position // SHADOW_HOP) - self.frames.start
         if behind > 0:
             self.frames = self.frames.drop(behind)
+            self.corrections = {k: v for k, v in self.corrections.items()
+                                if k[0] >= self.frames.start}
 
     def _geometry(self, joints: np.ndarray, start: int) -> _Frames:
+        """Path data of frames [start, start + F) from their joints and the next frame's."""
         rig = self.rig
         body = self.dress(joints)
         if self.reflections is None:
             self._build_reflections(body)
-        f, k = len(joints), len(body.radius)
-        # Both speakers in one call each (frames speaker-major): the models work per frame.
-        paths = scattering.reflection_paths(_twice(body), np.repeat(rig.speakers, f, axis=0),
-                                            rig.mic_position)
-        delay = np.clip(paths.delay * rig.sample_rate, self.filter_delay + 2,
-                        self.longest_delay).reshape(2, f, k)
-        gains = (paths.gain[..., None] * rig.encode(paths.direction)).reshape(2, f, k, 4)
-        shadow = np.zeros((f, 2, SHADOW_TAPS), np.float32)
-        shadowed = np.zeros((f, 2), bool)
+        f = len(joints) - 1
+        delay, gains = self._moving_paths(body)
+        n_paths = self.room.paths.fir.shape[1]
+        shadow = np.zeros((f, 2, n_paths, SHADOW_TAPS), np.float32)
+        shadowed = np.zeros((f, 2, n_paths), bool)
         on_hop = np.flatnonzero((start + np.arange(f)) % (SHADOW_HOP // self.frame_samples) == 0)
         if on_hop.size:
             sub = replace(body, a=body.a[on_hop], b=body.b[on_hop])
+            lines = self.shadow_mics.shape[0]
             freqs = np.fft.rfftfreq(SHADOW_TAPS, 1 / rig.sample_rate)
             response = scattering.shadow_response(
-                _twice(sub), np.repeat(rig.speakers, on_hop.size, axis=0), rig.mic_position,
-                freqs).reshape(2, on_hop.size, -1)
-            shadowed[on_hop] = (np.max(np.abs(response - 1), axis=-1) > 1e-6).T
-            shadow[on_hop] = np.fft.irfft(response, SHADOW_TAPS, axis=-1).swapaxes(0, 1)
-        return _Frames(start, delay.transpose(1, 0, 2).reshape(f, 2 * k),
-                       gains.transpose(1, 3, 0, 2).reshape(f, 4, 2 * k).astype(np.float32),
-                       shadow, shadowed)
+                _tiled(sub, 2 * lines), np.repeat(self.shadow_sources.reshape(-1, 3),
+                                                  on_hop.size, axis=0),
+                np.repeat(np.tile(self.shadow_mics, (2, 1)), on_hop.size, axis=0),
+                freqs).reshape(2, lines, on_hop.size, -1)
+            response[:, 1:n_paths] *= response[:, n_paths:]  # both legs of each reflection
+            response = response[:, :n_paths].transpose(2, 0, 1, 3)
+            shadowed[on_hop] = np.max(np.abs(response - 1), axis=-1) > 1e-6
+            shadow[on_hop] = np.fft.irfft(response, SHADOW_TAPS, axis=-1)
+        return _Frames(start, delay, gains, shadow, shadowed)
 
-    # ------------------------------------------------------------------ direct path
+    def _moving_paths(self, body: "body_model.Body") -> tuple[np.ndarray, np.ndarray]:
+        """Delays (F, 2QK) in samples and gains (F, 4, 2QK) of every moving reflection of
+        a body of F + 1 frames: the direct family's per frame, the families via a wall
+        every ``WALL_FRAME_STEP`` frames and linearly in between."""
+        f, k = body.a.shape[0] - 1, body.a.shape[1]
+        delay, gains = self._family_paths(replace(body, a=body.a[:f], b=body.b[:f]),
+                                          slice(0, 1))
+        if len(self.lights.wall_gain) > 1:
+            coarse = np.arange(0, f + 1, WALL_FRAME_STEP)
+            wall_delay, wall_gains = self._family_paths(
+                replace(body, a=body.a[coarse], b=body.b[coarse]), slice(1, None))
+            at, share = np.divmod(np.arange(f), WALL_FRAME_STEP)
+            share = share / WALL_FRAME_STEP
+            weights = share[:, None], (1 - share)[:, None]
+            delay = np.concatenate([delay, weights[1] * wall_delay[:, :, at]
+                                    + weights[0] * wall_delay[:, :, at + 1]], axis=1)
+            gains = np.concatenate([gains, weights[1][..., None] * wall_gains[:, :, at]
+                                    + weights[0][..., None] * wall_gains[:, :, at + 1]], axis=1)
+        pairs = delay.shape[0] * delay.shape[1]
+        return (delay.transpose(2, 0, 1, 3).reshape(f, pairs * k),
+                gains.transpose(2, 4, 0, 1, 3).reshape(f, 4, pairs * k).astype(np.float32))
 
-    def _direct(self, music: np.ndarray, t0: int) -> np.ndarray:
-        d = self.direct.process(music)  # (2, n) delayed speaker feeds, unit gain
-        n = d.shape[-1]
-        taps = SHADOW_TAPS
-        ext = np.concatenate([self.direct_history, d], axis=-1)
-        self.direct_history = ext[:, n:]
+    def _family_paths(self, body: "body_model.Body", families: slice
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Delays (2, Q, F, K) in samples and gains (2, Q, F, K, 4) of ``families``."""
+        rig = self.rig
+        source, mic = self.lights.source[:, families], self.lights.mic[families]
+        f, k = body.a.shape[:2]
+        q = mic.shape[0]
+        paths = scattering.reflection_paths(  # frames (speaker, family)-major
+            _tiled(body, 2 * q), np.repeat(source.reshape(-1, 3), f, axis=0),
+            np.repeat(np.tile(mic, (2, 1)), f, axis=0))
+        shape = (2, q, f, k)
+        departure = reflect(paths.departure.reshape(shape + (3,)),
+                            self.lights.departs_via[families][None, :, None, None])
+        cos_departure = np.einsum("sqfki,si->sqfk", departure, self.speaker_axes)
+        amplitude = (paths.gain.reshape(shape)
+                     * self.lights.wall_gain[families][:, None, None]
+                     * speaker.high_frequency_gain(cos_departure, rig.speaker_directivity_db))
+        arrival = reflect(paths.direction.reshape(shape + (3,)),
+                          self.lights.arrives_via[families][None, :, None, None])
+        delay = np.clip(paths.delay.reshape(shape) * rig.sample_rate, self.filter_delay + 2,
+                        self.longest_delay)
+        return delay, amplitude[..., None] * rig.encode(arrival)
+
+    # ------------------------------------------------------------------ shadows
+
+    def _shadows(self, music: np.ndarray, t0: int) -> np.ndarray:
+        n = music.shape[-1]
+        taps, size = self.correction_taps, self.correction_size
+        ext = np.concatenate([self.feed_history, music], axis=-1)
+        self.feed_history = ext[:, n:]
+        y = np.zeros((4, n), np.float32)
         jobs = self._shadow_jobs(t0, n)
-        if jobs:
-            # Each shadowed frame's filter runs over its parts of the block (plus the taps'
-            # history), all parts in one batch; the two frames that cross-fade over a part
-            # share its spectrum. The Hann weights of all frames sum to 1, so only the
-            # difference to the unfiltered path is added.
-            size = sfft.next_fast_len(max(hi - lo for _, _, lo, hi in jobs) + taps - 1, True)
-            parts = {p: i for i, p in enumerate(dict.fromkeys(job[1:] for job in jobs))}
-            segments = np.zeros((len(parts), size), np.float32)
-            for (s, lo, hi), i in parts.items():
-                segments[i, :hi - lo + taps - 1] = ext[s, lo - t0:hi - t0 + taps - 1]
-            filters = {f: i for i, f in enumerate(dict.fromkeys(job[:2] for job in jobs))}
-            rows, speakers = zip(*filters)
-            spectra = sfft.rfft(self.frames.shadow[list(rows), list(speakers)], size)
-            filtered = sfft.irfft(sfft.rfft(segments)[[parts[job[1:]] for job in jobs]]
-                                  * spectra[[filters[job[:2]] for job in jobs]], size)
-            z = d.copy()
-            for i, (row, s, lo, hi) in enumerate(jobs):
-                start = lo - (self.frames.start + row) * self.frame_samples + SHADOW_HOP
-                part = slice(lo - t0, hi - t0)
-                z[s, part] += self.hann[start:start + hi - lo] * (
-                    filtered[i, taps - 1:taps - 1 + hi - lo] - d[s, part])
-            d = z
-        return self.direct_gains @ d
+        if not jobs:
+            return y
+        # Each shadowed frame's correction filter runs over its parts of the block (plus the
+        # taps' history), all parts in one batch; the two frames that cross-fade over a part
+        # share its spectrum. The Hann weights of all frames sum to 1 and the unshadowed
+        # paths are in the static response, so only the corrections are added.
+        parts = {p: i for i, p in enumerate(dict.fromkeys(job[1:] for job in jobs))}
+        segments = np.zeros((len(parts), size), np.float32)
+        for (s, lo, hi), i in parts.items():
+            segments[i, :hi - lo + taps - 1] = ext[s, lo - t0:hi - t0 + taps - 1]
+        filters = np.stack([self._correction(row, s) for row, s, _, _ in jobs])
+        filtered = sfft.irfft(sfft.rfft(segments)[[parts[job[1:]] for job in jobs], None]
+                              * filters, size)
+        for i, (row, s, lo, hi) in enumerate(jobs):
+            start = lo - (self.frames.start + row) * self.frame_samples + SHADOW_HOP
+            y[:, lo - t0:hi - t0] += (self.hann[start:start + hi - lo]
+                                      * filtered[i, :, taps - 1:taps - 1 + hi - lo])
+        return y
+
+    def _correction(self, row: int, s: int) -> np.ndarray:
+        """(4, bins) spectrum of frame ``row``'s shadowed paths of speaker ``s`` minus the
+        same paths unshadowed; cached per frame while the frame is in use."""
+        key = (self.frames.start + row, s)
+        if key not in self.corrections:
+            paths = np.flatnonzero(self.frames.shadowed[row, s])
+            shadow = sfft.rfft(self.frames.shadow[row, s, paths], self.correction_size) - 1
+            self.corrections[key] = np.einsum("pf,pcf->cf", shadow,
+                                              self.path_spectra[s, paths])
+        return self.corrections[key]
 
     def _shadow_jobs(self, t0: int, n: int) -> list[tuple[int, int, int, int]]:
         """(frame row, speaker, first, end sample) of every shadowed frame's Hann window
@@ -452,7 +557,7 @@ class SceneRenderer:
         jobs = []
         for j in range(t0 // hop, -(-(t0 + n) // hop) + 1):
             row = j * hop // self.frame_samples - self.frames.start
-            speakers = np.flatnonzero(self.frames.shadowed[row])
+            speakers = np.flatnonzero(self.frames.shadowed[row].any(axis=-1))
             for piece in (j - 1, j):
                 lo, hi = max(t0, piece * hop), min(t0 + n, (piece + 1) * hop)
                 if hi > lo:
@@ -466,19 +571,22 @@ class SceneRenderer:
         radii, group = np.unique(np.asarray(body.radius, float), return_inverse=True)
         # The filter's group delay is taken back from the path delay, which never falls
         # below the direct delay; keep it inside that so the delay line stays causal.
-        taps = int(min(REFLECTION_TAPS, 2 * ((self.room.direct_delay.min() * fs - 4) // 2) + 1))
+        direct = self.room.paths.delay[:, 0].min() * fs
+        taps = int(min(REFLECTION_TAPS, 2 * ((direct - 4) // 2) + 1))
         freqs = np.linspace(0, fs / 2, 513)
         self.filter_delay = (taps - 1) // 2
         fir = np.stack([firwin2(taps, freqs, scattering.reflection_filter(r, freqs), fs=fs)
                         for r in radii])
         self.reflections = _Fir(fir[None])  # (1, R, T) against music (2, 1, n)
-        # No path in the room is longer than twice its diagonal; longer ones (a body outside
-        # the room) are clamped there; the history holds the interpolator's points there.
-        self.longest_delay = 2 * np.linalg.norm(self.rig.room_size) / SPEED_OF_SOUND * fs
+        # No path via one wall is longer than three room diagonals; longer ones (a body
+        # outside the room) are clamped there; the history holds the interpolator's points.
+        self.longest_delay = 3 * np.linalg.norm(self.rig.room_size) / SPEED_OF_SOUND * fs
         self.history_len = int(self.longest_delay) + 2
         self.reflection_history = np.zeros((2 * len(radii), self.history_len), np.float32)
-        # Row of each path (speaker-major) in the (2 R, ...) history buffer.
-        self.path_rows = (np.arange(2)[:, None] * len(radii) + group[None, :]).reshape(-1)
+        # Row of each path (speaker, family, segment) in the (2 R, ...) history buffer.
+        families = len(self.lights.wall_gain)
+        self.path_rows = np.repeat(np.arange(2) * len(radii), families * len(group)) + np.tile(
+            group, 2 * families)
 
     def _reflections(self, music: np.ndarray, t0: int) -> np.ndarray:
         n = music.shape[-1]

@@ -24,6 +24,11 @@ SPEED_OF_SOUND = 343.0  # m/s, the value pyroomacoustics uses as well
 
 Vec3 = tuple[float, float, float]
 
+# The room's six surfaces, by the world axis they face: the walls at x = 0 and x = Lx, the
+# floor and the ceiling (y), the walls at z = 0 and z = Lz. In the default rig the wall
+# at z = 0 is behind the microphone, the one at z = Lz behind the speakers.
+SURFACES = ("wall_x0", "wall_x1", "floor", "ceiling", "wall_z0", "wall_z1")
+
 
 class RigError(UserError, ValueError):
     """A rig geometry that cannot be simulated."""
@@ -53,6 +58,11 @@ class Rig:
     area_center: Vec3 = (3.5, 0.0, 3.0)
     area_radius: float = 0.15
     sample_rate: int = SAMPLE_RATE
+    # Which of the room's paths meet the body (shadowed by it, and lighting it):
+    # "first_order" the direct sound and its six first-order reflections, "direct" the
+    # direct sound only (the rig before the first-order paths, kept measurable), or a list
+    # of surfaces (``SURFACES``) whose first-order reflections do, besides the direct sound.
+    body_paths: str | tuple[str, ...] = "first_order"
 
     def __post_init__(self) -> None:
         size = np.asarray(self.room_size, float)
@@ -67,9 +77,23 @@ class Rig:
                 )
         if not 0.05 <= self.rt60 <= 5.0:
             raise RigError(f"RT60 {self.rt60} s is out of range; use 0.05 to 5 s")
+        if isinstance(self.body_paths, str):
+            if self.body_paths not in ("direct", "first_order"):
+                raise RigError(f"body paths {self.body_paths!r} are unknown; use 'first_order', "
+                               f"'direct' or a list of surfaces from {list(SURFACES)}")
+        elif not set(self.body_paths) <= set(SURFACES):
+            raise RigError(f"body paths {list(self.body_paths)} name unknown surfaces "
+                           f"{sorted(set(self.body_paths) - set(SURFACES))}; use {list(SURFACES)}")
         if not 0.0 <= self.speaker_directivity_db <= 15.0:
             raise RigError(f"speaker directivity index {self.speaker_directivity_db} dB is out "
                            "of range; use 0 (omni) to 15 dB")
+
+    @property
+    def body_surfaces(self) -> tuple[str, ...]:
+        """The surfaces whose first-order reflections meet the body."""
+        if self.body_paths == "first_order":
+            return SURFACES
+        return () if self.body_paths == "direct" else tuple(self.body_paths)
 
     @property
     def speakers(self) -> np.ndarray:

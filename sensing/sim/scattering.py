@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from bgm2pose.sensing.errors import UserError
@@ -62,6 +63,7 @@ class ReflectionPaths:
     delay: np.ndarray  # (F, K) s, speaker -> specular point -> mic, over c
     gain: np.ndarray  # (F, K) broadband geometric-optics amplitude, 1/(4 pi r) scale; 0 = none
     direction: np.ndarray  # (F, K, 3) unit vectors from the mic towards the specular point
+    departure: np.ndarray  # (F, K, 3) unit vectors from the source towards the specular point
 
 
 def _norm(v: np.ndarray) -> np.ndarray:
@@ -110,55 +112,101 @@ def _circle_specular(va: np.ndarray, vb: np.ndarray, radius: np.ndarray, iterati
 
     va, vb (..., 3) point from the centre to source and mic. Solves the law of reflection
     (equal incidence angles, Alhazen's problem) by bracketed Newton on the angle phi of the
-    normal from va towards vb (at most ``iterations`` steps, fewer once all converged); the
-    mismatch of the two incidence angles grows monotonically with phi, so the bracket
-    [0, angle(va, vb)] always holds the root.
+    normal from va towards vb (at most ``iterations`` steps per point, fewer once it
+    converged); the mismatch of the two incidence angles grows monotonically with phi, so the
+    bracket [0, angle(va, vb)] always holds the root.
     Returns the unit normal n, the distances from the point to va and vb, and the cosine of
     the incidence angle (<= 0: the point is hidden from source or mic, no reflection)."""
-    len_a, len_b = _norm(va), _norm(vb)
-    rho_a = np.maximum(len_a, radius * (1 + 1e-9))
-    rho_b = np.maximum(len_b, radius * (1 + 1e-9))
-    # A point on the centre itself (the speaker on a limb's axis line) gets any direction;
-    # it is inside the circle, so the result only needs to be finite.
-    ub = _unit_or(vb, len_b, lambda: np.array([1.0, 0.0, 0.0]))
-    ua = _unit_or(va, len_a, lambda: _any_perpendicular(ub))
-    cos_g = np.clip(_dot(ua, ub), -1.0, 1.0)
-    perp = ub - cos_g[..., None] * ua
-    sin_g = _norm(perp)
-    # With va and vb (anti)parallel the plane is undefined; phi is 0 (backscatter) or the
-    # point is at grazing (blocked line, zero gain), so any perpendicular serves.
-    w = _unit_or(perp, sin_g, lambda: _any_perpendicular(ua))
-    gamma = np.arctan2(sin_g, cos_g)
-    unit = np.hypot(sin_g, cos_g)  # 1 but for rounding: cos and sin of gamma exactly
-    cos_g, sin_g = cos_g / unit, sin_g / unit
+    va, vb = np.broadcast_arrays(np.asarray(va, float), np.asarray(vb, float))
+    shape = va.shape[:-1]
+    radius = np.broadcast_to(np.asarray(radius, float), shape)
+    n, dist_a, dist_b, cos_inc = _specular_kernel(
+        np.ascontiguousarray(va.reshape(-1, 3)), np.ascontiguousarray(vb.reshape(-1, 3)),
+        np.ascontiguousarray(radius.reshape(-1)), iterations)
+    return (n.reshape(shape + (3,)), dist_a.reshape(shape), dist_b.reshape(shape),
+            cos_inc.reshape(shape))
 
-    lo, hi = np.zeros_like(gamma), gamma.copy()
-    phi = 0.5 * gamma
-    for _ in range(iterations):
-        # psi = gamma - phi by the angle-difference identities, and the difference of the
-        # two incidence angles (both in [0, pi]) as one arctan2: half the transcendentals.
-        ca, sa = np.cos(phi), np.sin(phi)
-        cb, sb = cos_g * ca + sin_g * sa, sin_g * ca - cos_g * sa
-        xa, xb = rho_a * ca - radius, rho_b * cb - radius
-        ya, yb = rho_a * sa, rho_b * sb
-        mismatch = np.arctan2(ya * xb - xa * yb, xa * xb + ya * yb)
-        slope = (rho_a * (rho_a - radius * ca) / (xa * xa + ya * ya)
-                 + rho_b * (rho_b - radius * cb) / (xb * xb + yb * yb))
-        lo = np.where(mismatch < 0, phi, lo)
-        hi = np.where(mismatch > 0, phi, hi)
-        step = phi - mismatch / slope
-        new = np.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
-        # Newton converges quadratically: after a step this small the next is ~1e-20.
-        converged = np.max(np.abs(new - phi), initial=0.0) < _NEWTON_DONE
-        phi = new
-        if converged:
-            break
 
-    n = np.cos(phi)[..., None] * ua + np.sin(phi)[..., None] * w
-    rn = radius[..., None] * n
-    dist_a = np.maximum(_norm(va - rn), 1e-12)
-    dist_b = np.maximum(_norm(vb - rn), 1e-12)
-    cos_inc = (rho_a * np.cos(phi) - radius) / dist_a
+@numba.njit(cache=True, nogil=True)
+def _perpendicular(x: float, y: float, z: float) -> tuple[float, float, float]:
+    """A unit vector perpendicular to the unit vector (x, y, z)."""
+    if abs(x) < 0.9:  # cross with (1, 0, 0)
+        px, py, pz = 0.0, z, -y
+    else:  # cross with (0, 1, 0)
+        px, py, pz = -z, 0.0, x
+    norm = np.sqrt(px * px + py * py + pz * pz)
+    return px / norm, py / norm, pz / norm
+
+
+@numba.njit(cache=True, nogil=True)
+def _specular_kernel(va, vb, radius, iterations):
+    """``_circle_specular`` point by point: the renderer solves it for every body segment,
+    pose frame and path (some 10^5 points per second of audio), where numpy's passes over
+    the arrays cost 5x more than a loop that stops each point once it converged."""
+    count = va.shape[0]
+    n = np.empty((count, 3))
+    dist_a, dist_b, cos_inc = np.empty(count), np.empty(count), np.empty(count)
+    for e in range(count):
+        r = radius[e]
+        ax, ay, az = va[e, 0], va[e, 1], va[e, 2]
+        bx, by, bz = vb[e, 0], vb[e, 1], vb[e, 2]
+        len_a = np.sqrt(ax * ax + ay * ay + az * az)
+        len_b = np.sqrt(bx * bx + by * by + bz * bz)
+        rho_a, rho_b = max(len_a, r * (1 + 1e-9)), max(len_b, r * (1 + 1e-9))
+        # A point on the centre itself (the speaker on a limb's axis line) gets any
+        # direction; it is inside the circle, so the result only needs to be finite.
+        if len_b > 1e-12:
+            ubx, uby, ubz = bx / len_b, by / len_b, bz / len_b
+        else:
+            ubx, uby, ubz = 1.0, 0.0, 0.0
+        if len_a > 1e-12:
+            uax, uay, uaz = ax / len_a, ay / len_a, az / len_a
+        else:
+            uax, uay, uaz = _perpendicular(ubx, uby, ubz)
+        cos_g = min(max(uax * ubx + uay * uby + uaz * ubz, -1.0), 1.0)
+        px, py, pz = ubx - cos_g * uax, uby - cos_g * uay, ubz - cos_g * uaz
+        sin_g = np.sqrt(px * px + py * py + pz * pz)
+        # With va and vb (anti)parallel the plane is undefined; phi is 0 (backscatter) or
+        # the point is at grazing (blocked line, zero gain), so any perpendicular serves.
+        if sin_g > 1e-12:
+            wx, wy, wz = px / sin_g, py / sin_g, pz / sin_g
+        else:
+            wx, wy, wz = _perpendicular(uax, uay, uaz)
+        gamma = np.arctan2(sin_g, cos_g)
+        unit = np.hypot(sin_g, cos_g)  # 1 but for rounding: cos and sin of gamma exactly
+        cos_g, sin_g = cos_g / unit, sin_g / unit
+
+        lo, hi, phi = 0.0, gamma, 0.5 * gamma
+        for _ in range(iterations):
+            # psi = gamma - phi by the angle-difference identities, and the difference of
+            # the two incidence angles (both in [0, pi]) as one arctan2.
+            ca, sa = np.cos(phi), np.sin(phi)
+            cb, sb = cos_g * ca + sin_g * sa, sin_g * ca - cos_g * sa
+            xa, xb = rho_a * ca - r, rho_b * cb - r
+            ya, yb = rho_a * sa, rho_b * sb
+            mismatch = np.arctan2(ya * xb - xa * yb, xa * xb + ya * yb)
+            slope = (rho_a * (rho_a - r * ca) / (xa * xa + ya * ya)
+                     + rho_b * (rho_b - r * cb) / (xb * xb + yb * yb))
+            if mismatch < 0:
+                lo = phi
+            elif mismatch > 0:
+                hi = phi
+            step = phi - mismatch / slope
+            new = step if lo <= step <= hi else 0.5 * (lo + hi)
+            # Newton converges quadratically: after a step this small the next is ~1e-20.
+            done = abs(new - phi) < _NEWTON_DONE
+            phi = new
+            if done:
+                break
+
+        c, s = np.cos(phi), np.sin(phi)
+        nx, ny, nz = c * uax + s * wx, c * uay + s * wy, c * uaz + s * wz
+        n[e, 0], n[e, 1], n[e, 2] = nx, ny, nz
+        dx, dy, dz = ax - r * nx, ay - r * ny, az - r * nz
+        dist_a[e] = max(np.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
+        dx, dy, dz = bx - r * nx, by - r * ny, bz - r * nz
+        dist_b[e] = max(np.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
+        cos_inc[e] = (rho_a * c - r) / dist_a[e]
     return n, dist_a, dist_b, cos_inc
 
 
@@ -197,30 +245,36 @@ def reflection_paths(body: Body, source: np.ndarray, mic: np.ndarray) -> Reflect
     # axis the stationary point is where the unrolled path is straight (Keller's cone).
     ws, wm = s - a, m - a
     zs, zm = _dot(ws, u), _dot(wm, u)
-    _, ds, dm, cos_cyl = _circle_specular(ws - zs[..., None] * u, wm - zm[..., None] * u, radius)
+    n, ds, dm, cos_cyl = _circle_specular(ws - zs[..., None] * u, wm - zm[..., None] * u, radius)
     z = zs + (zm - zs) * ds / (ds + dm)
-    r1c, r2c = np.hypot(ds, z - zs), np.hypot(dm, zm - z)
+    r1, r2 = np.hypot(ds, z - zs), np.hypot(dm, zm - z)
     # Wavefront curvature added by the cylinder: 2 sin^2(beta) / (a cos theta) with beta
     # the ray's angle to the axis, theta the incidence angle: 2 ds / (r1 a cos_cyl).
     cos_cyl_ok = np.maximum(cos_cyl, 1e-12)
-    g_cyl = _go_amplitude(r1c, r2c, 2.0 * ds / (r1c * radius * cos_cyl_ok), 0.0)
-
-    # The sphere about the nearest axis point: the cylinder's own point when the
-    # stationary point is on the axis segment, the end cap's when it lies beyond.
-    centre = a + np.clip(z, 0.0, length)[..., None] * u
-    n, r1, r2, cos_sph = _circle_specular(s - centre, m - centre, radius)
-    cos_sph_ok = np.maximum(cos_sph, 1e-12)
-    g_sph = _go_amplitude(r1, r2, 2.0 / (radius * cos_sph_ok), 2.0 * cos_sph_ok / radius)
-    g_sph = g_sph * _smoothstep(cos_sph / _GRAZING_COS)
+    g_cyl = _go_amplitude(r1, r2, 2.0 * ds / (r1 * radius * cos_cyl_ok), 0.0)
 
     # The cylinder hands over to the cap past the ends, and also where its own point goes
-    # to grazing (the speaker or mic near the axis line beyond an end sees only the cap);
-    # on the axis segment the sphere's point is the cylinder's, equally grazing.
+    # to grazing (the speaker or mic near the axis line beyond an end sees only the cap).
     beyond = np.maximum(-z, z - length)
     cylinder_share = np.where(
         is_sphere, 0.0,
         _smoothstep(0.5 - beyond / _END_TAPER) * _smoothstep(cos_cyl / _GRAZING_COS),
     )
+    # There the sphere about the nearest axis point takes over (the end cap's when the
+    # stationary point lies beyond an end). On the axis segment that sphere's specular
+    # point is the cylinder's own, so it is solved only where the cylinder does not
+    # reflect alone.
+    centre = a + np.clip(z, 0.0, length)[..., None] * u
+    g_sph = np.zeros_like(g_cyl)
+    cap = cylinder_share < 1.0
+    if np.any(cap):
+        s_all, m_all = np.broadcast_to(s, a.shape), np.broadcast_to(m, a.shape)
+        n[cap], r1[cap], r2[cap], cos_sph = _circle_specular(
+            s_all[cap] - centre[cap], m_all[cap] - centre[cap], radius[cap])
+        cos_sph_ok = np.maximum(cos_sph, 1e-12)
+        g_sph[cap] = (_go_amplitude(r1[cap], r2[cap], 2.0 / (radius[cap] * cos_sph_ok),
+                                    2.0 * cos_sph_ok / radius[cap])
+                      * _smoothstep(cos_sph / _GRAZING_COS))
     gain = (cylinder_share * g_cyl + (1.0 - cylinder_share) * g_sph) / (4.0 * np.pi)
     # Speaker or mic inside a segment: no meaningful reflection.
     inside = (_distance_to_axis(s, a, u, length) <= radius) | (
@@ -228,9 +282,11 @@ def reflection_paths(body: Body, source: np.ndarray, mic: np.ndarray) -> Reflect
     gain = np.where(inside, 0.0, gain)
 
     point = centre + radius[..., None] * n
-    to_point = point - m
-    direction = to_point / np.maximum(_norm(to_point), 1e-12)[..., None]
-    return ReflectionPaths(delay=(r1 + r2) / C, gain=gain, direction=direction)
+    to_point, from_source = point - m, point - s
+    return ReflectionPaths(
+        delay=(r1 + r2) / C, gain=gain,
+        direction=to_point / np.maximum(_norm(to_point), 1e-12)[..., None],
+        departure=from_source / np.maximum(_norm(from_source), 1e-12)[..., None])
 
 
 def _frequencies(freqs: np.ndarray) -> np.ndarray:
