@@ -155,9 +155,10 @@ class LiveEngine:
         self.warnings = [f"{problem} (skipped; the other tracks play)" for problem in problems]
         self.model = PoseModel(options.model or demo_model_path(), threads=options.threads)
         self.trained_subjects, self.trained_tracks = trained_on(self.model.card)
-        unseen = unseen_subjects(self.trained_subjects)
+        # A model that trained on every subject gets the first, and a warning saying so.
         self.options = options = dataclasses.replace(
-            options, subject=options.subject or (unseen or [SUBJECTS[0].name])[0],
+            options, subject=options.subject or next(
+                iter(unseen_subjects(self.trained_subjects)), SUBJECTS[0].name),
             generated=options.generated or unseen_music(self.trained_tracks))
         # What is played, by the names data sets give tracks (a music file: its stem).
         if options.tracks:
@@ -167,7 +168,7 @@ class LiveEngine:
             tracks = generated_tracks(options.generated)
             self.music = list(options.generated)
         if options.backend == "virtual":
-            self.warnings += self._seen_warnings(unseen)
+            self.warnings += self._seen_warnings()
         self._warm_up()
         self.feed = PoseFeed()
         self.player = Player(tracks, repeat=Repeat.ALL,
@@ -190,11 +191,12 @@ class LiveEngine:
         self._started = False
         self._stopped = False
 
-    def _seen_warnings(self, unseen: list[str]) -> list[str]:
+    def _seen_warnings(self) -> list[str]:
         """A sentence per subject or track of the virtual rig that the model trained on."""
         flatter = "so its live figures look better than they are"
         warnings = []
         if self.options.subject in self.trained_subjects:
+            unseen = unseen_subjects(self.trained_subjects)
             warnings.append(f"the model trained on subject {self.options.subject}, {flatter} "
                             f"(subjects it has not seen: {', '.join(unseen) or 'none'})")
         for name in self.music:
@@ -205,15 +207,16 @@ class LiveEngine:
         return warnings
 
     def describe(self) -> str:
-        """The subject (virtual rig) and music, and whether the model trained on them."""
-        virtual = self.options.backend == "virtual"
-        what = (f"subject {self.options.subject} and " if virtual else "") + \
-            f"music {', '.join(self.music)}"
+        """The music, and on the virtual rig the subject and whether the model trained on
+        them (real devices have no ground truth, so no figure to flatter)."""
+        music = f"music {', '.join(self.music)}"
+        if self.options.backend != "virtual":
+            return music
+        what = f"subject {self.options.subject} and {music}"
         if not (self.trained_subjects or self.trained_tracks):
             return f"{what} (the model card does not say what it trained on)"
-        seen = (self.options.subject in self.trained_subjects and virtual) or \
-            any(name in self.trained_tracks for name in self.music)
-        return f"{what}, {'some' if seen else 'none'} of which the model trained on"
+        return f"{what}, {'some' if self._seen_warnings() else 'none'} of which the model " \
+            "trained on"
 
     def _wait_for_estimator(self, start: int) -> None:
         """Fast virtual rig: hold the block starting at recorded sample ``start`` until the
