@@ -1,5 +1,6 @@
 """``bgm2pose learnability``: probes of pose from features on unseen subjects, and the size
-of the pose's acoustic signature on the data set's rig."""
+of the pose's acoustic signature on the data set's rig; with several data sets, a table of
+what each rig's physics brings (each named by how its rig differs from the first's)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bgm2pose.models.learnability import MLP_EPOCHS, leave_one_subject_out, report_markdown
+from bgm2pose.models.learnability import (
+    MLP_EPOCHS, ProbeResult, comparison_markdown, leave_one_subject_out, report_markdown,
+)
 from bgm2pose.models.windows import session_windows
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.session import find_sessions, read_session
@@ -19,33 +22,61 @@ from bgm2pose.sensing.sim.rig import Rig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", type=Path, help="folder of session folders (bgm2pose simulate)")
+    p.add_argument("datasets", type=Path, nargs="+", metavar="dataset",
+                   help="folder of session folders (bgm2pose simulate); with several, the "
+                        "first is reported in full and a table compares the probes on all, "
+                        "each labelled by its rig's differences from the first's (e.g. the "
+                        "same data set simulated with another --rig)")
     p.add_argument("--alpha", type=float, default=10.0,
                    help="ridge strength, relative to the mean feature variance (default: %(default)s)")
     p.add_argument("--mlp-epochs", type=int, default=MLP_EPOCHS,
                    help="training epochs of the MLP probe per held-out subject "
                         "(default: %(default)s)")
-    p.add_argument("--out", type=Path, help="markdown report (default: <dataset>/learnability.md)")
+    p.add_argument("--out", type=Path,
+                   help="markdown report (default: <first dataset>/learnability.md)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.mlp_epochs < 1:
         raise UserError(f"--mlp-epochs {args.mlp_epochs} must be at least 1")
-    folders = find_sessions(args.dataset)
+    probed = [_probe(dataset, args) for dataset in args.datasets]
+    first, folders, results = probed[0]
+    text = report_markdown(results, f"Learnability of pose from features: {first}",
+                           args.alpha, args.mlp_epochs)
+    if len(probed) > 1:
+        base_rig = _rig_settings(folders[0])
+        rows = [(f"`{dataset}`" + _difference(base_rig, _rig_settings(f[0])), r)
+                for dataset, f, r in probed]
+        comparison = ("\n## Data sets compared\n\nThe same probes on each data set "
+                      "(rigs as they differ from the first's):\n\n" + comparison_markdown(rows))
+        head, rest = text.split("\n## Summary", 1)
+        text = head + comparison + "\n## Summary" + rest
+    text += _signature_section(folders[0])
+    out = args.out or first / "learnability.md"
+    out.write_text(text)
+    print(text)
+    print(f"learnability: wrote {out}")
+    return 0
+
+
+def _probe(dataset: Path, args: argparse.Namespace
+           ) -> tuple[Path, list[Path], list[ProbeResult]]:
+    folders = find_sessions(dataset)
     if not folders:
-        raise UserError(f"no session folders under {args.dataset}; create some with 'bgm2pose simulate'")
-    parts = [session_windows(read_session(f)) for f in tqdm(folders, desc="features", unit="session")]
+        raise UserError(f"no session folders under {dataset}; create some with 'bgm2pose simulate'")
+    parts = [session_windows(read_session(f))
+             for f in tqdm(folders, desc=f"features {dataset}", unit="session")]
     subjects = np.concatenate([[w.subject] * len(w) for w in parts])
     if len(set(subjects)) < 2:
-        raise UserError("the probe holds out one subject at a time and needs sessions of at "
-                        "least two subjects; simulate more subjects")
+        raise UserError(f"the probe holds out one subject at a time and needs sessions of at "
+                        f"least two subjects; {dataset} has one: simulate more subjects")
     per_track: dict[str, set] = {}
     for w in parts:
         per_track.setdefault(w.track, set()).add(w.subject)
     if min(len(s) for s in per_track.values()) < 3:
-        print("learnability: warning: some tracks were played by fewer than 3 subjects; with a "
-              "subject held out, their excerpts have one training session or none, so the "
-              "excerpt probes see no body signature there", file=sys.stderr)
+        print(f"learnability: warning: some tracks of {dataset} were played by fewer than 3 "
+              "subjects; with a subject held out, their excerpts have one training session or "
+              "none, so the excerpt probes see no body signature there", file=sys.stderr)
     base = np.concatenate([w.base for w in parts])
     poses = np.concatenate([w.poses for w in parts])
     excerpts = np.concatenate([[f"{w.track}@{s}" for s in w.start_sample] for w in parts])
@@ -53,13 +84,21 @@ def run(args: argparse.Namespace) -> int:
         results = leave_one_subject_out(base, poses, subjects, excerpts, alpha=args.alpha,
                                         mlp_epochs=args.mlp_epochs,
                                         progress=lambda _: bar.update())
-    text = report_markdown(results, f"Learnability of pose from features: {args.dataset}",
-                           args.alpha, args.mlp_epochs) + _signature_section(folders[0])
-    out = args.out or args.dataset / "learnability.md"
-    out.write_text(text)
-    print(text)
-    print(f"learnability: wrote {out}")
-    return 0
+    return dataset, folders, results
+
+
+def _rig_settings(folder: Path) -> dict:
+    return read_session(folder).info.rig or {}
+
+
+def _difference(base: dict, rig: dict) -> str:
+    """`` (name value, ...)`` for each rig setting of ``rig`` that differs from ``base``."""
+    changed = [f"{k} {_plain(v)}" for k, v in rig.items() if base.get(k) != v]
+    return f" ({', '.join(changed)})" if changed else ""
+
+
+def _plain(value) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _signature_section(folder: Path) -> str:

@@ -211,6 +211,24 @@ def axes_summary(results: list[ProbeResult], name: str) -> dict[str, np.ndarray]
             for part in PARTS}
 
 
+def comparison_markdown(rows: list[tuple[str, list[ProbeResult]]]) -> str:
+    """One row per data set (label, its probes' results): each probe's MAE / mean-pose MAE,
+    the same with shuffled audio, and PCKh@0.5."""
+    names = list(dict.fromkeys(r.name for _, results in rows for r in results))
+    out = ["| data set | " + " | ".join(f"{n}: MAE / mean pose (shuffled) | {n}: PCKh@0.5"
+                                       for n in names) + " | PCKh@0.5 mean pose |",
+           "|---|" + "---|---|" * len(names) + "---|"]
+    for label, results in rows:
+        cells = []
+        for name in names:
+            s = summary(results, name)
+            cells += [f"{s['mae_fit'] / s['mae_mean_pose']:.3f} "
+                      f"({s['mae_shuffled'] / s['mae_mean_pose']:.3f})", f"{s['pckh_fit']:.3f}"]
+        cells.append(f"{summary(results, names[0])['pckh_mean_pose']:.3f}")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def report_markdown(results: list[ProbeResult], title: str, alpha: float,
                     mlp_epochs: int = MLP_EPOCHS) -> str:
     out = [f"# {title}\n",

@@ -88,6 +88,22 @@ def test_learnability_report_from_a_simulated_data_set(tmp_path):
     signature = text.split("## The pose's acoustic signature on this rig")[1]
     assert "S1_ambient-0000_t0" in signature
     assert signature.count("| yes |") == 4 and signature.count("| no |") == 3
+    assert "Data sets compared" not in text
+
+    # The same data on the direct-only rig, compared: one row each, named by the difference.
+    rig = tmp_path / "direct.json"
+    rig.write_text('{"body_paths": "direct"}')
+    direct = tmp_path / "sim-direct"
+    r = _run("simulate", str(direct), "--subjects", "S1", "S2", "S3", "--tracks",
+             "ambient-0000", "--minutes", "0.1", "--rig", str(rig))
+    assert r.returncode == 0, r.stderr
+    r = _run("learnability", str(data), str(direct), "--mlp-epochs", "2", "--out", str(report))
+    assert r.returncode == 0, r.stderr
+    compared = report.read_text().split("## Data sets compared")[1].split("## Summary")[0]
+    rows = [line for line in compared.splitlines() if line.startswith("| `")]
+    assert len(rows) == 2 and rows[0].startswith(f"| `{data}` |")
+    assert rows[1].startswith(f"| `{direct}` (body_paths direct) |")
+    assert rows[0].count("|") == rows[1].count("|") == 2 + 2 * 3 + 1
 
     # Two subjects on a track: the excerpt probes have nothing to learn from, and say so.
     shutil.rmtree(data / "S3_ambient-0000_t0")

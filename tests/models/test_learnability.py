@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from bgm2pose.models.learnability import (
-    axes_summary, excerpt_inputs, fit_ridge, leave_one_subject_out, predict_ridge, report_markdown,
+    axes_summary, comparison_markdown, excerpt_inputs, fit_ridge, leave_one_subject_out, predict_ridge, report_markdown,
     summary,
 )
 from bgm2pose.models.skeleton import PARTS
@@ -78,3 +78,12 @@ def test_report_lists_folds_and_axes(results):
     assert "| S3 |" in text and "| **all** |" in text
     assert "| arm |" in text and text.count("| part | x | y | z |") == 3
     assert "| excerpt mlp |" in text
+
+
+def test_comparison_has_one_row_per_data_set_with_every_probe(results):
+    text = comparison_markdown([("first", results), ("second", results[:3])])
+    lines = text.splitlines()
+    assert lines[0].count("MAE / mean pose") == 3 and len(lines) == 4
+    ratio = summary(results, "excerpt mlp")
+    cell = f"{ratio['mae_fit'] / ratio['mae_mean_pose']:.3f}"
+    assert lines[2].startswith("| first |") and cell in lines[2]
