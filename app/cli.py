@@ -87,10 +87,12 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "bgm2pose.app.train_cmd",
         "train BGM2Pose or a baseline on a data set (torchrun for several processes)",
         "Train a network (BGM2Pose, Jiang, Ginosar or Shibata; ablation switches) on the "
-        "windows of a data set with MSE + 100 x velocity + CLIP, Adam and a cosine schedule; "
-        "keeps the average of the last 3 epochs in a resumable checkpoint. Held-out subjects "
-        "and tracks are evaluated at the end. Under 'torchrun --nproc_per_node=N' it trains "
-        "with DistributedDataParallel.",
+        "windows of a data set with MSE + 100 x velocity + CLIP, Adam and a cosine schedule, "
+        "until the validation loss of a held-out training subject stops improving (--patience) "
+        "or --epochs is reached; keeps the average of the 3 epochs up to the best in a resumable "
+        "checkpoint, and metrics.json records epochs run, wall time, stop reason and learning "
+        "curves. Held-out subjects and tracks are evaluated at the end. Under 'torchrun "
+        "--nproc_per_node=N' it trains with DistributedDataParallel.",
     ),
     "export": (
         "bgm2pose.app.export_cmd",

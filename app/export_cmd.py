@@ -22,16 +22,19 @@ def run(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     model, stats, config = model_from_checkpoint(ckpt)
     metrics_path = args.checkpoint.parent / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    # The checkpoint's record (epochs run, wall time, stop reason, learning curves) is the one
+    # metrics.json repeats, and it also describes a run that has not finished.
+    metrics.pop("training", None)
     card = {
         "description": args.description,
         "method": config.method,
         "preset": config.preset,
-        "training": {**config.to_dict(), "epochs_done": int(ckpt["epoch"]) + 1,
-                     "averaged": bool(ckpt.get("averaged")), "final_loss": ckpt["history"][-1]["loss"]},
+        "training": {**config.to_dict(), **ckpt["record"]},
         "config": ckpt["net_config"],
         "data": ckpt["data"],
         "mean_pose": ckpt["mean_pose"].tolist(),
-        "metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else None,
+        "metrics": metrics or None,
     }
     written = export_onnx(model, stats, args.out, card)
     print(f"export: wrote {args.out} and {args.out.with_suffix('.json').name} "

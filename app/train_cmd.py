@@ -1,5 +1,8 @@
 """``bgm2pose train``: train BGM2Pose or a baseline on a data set, optionally holding out
-subjects and tracks for a test; under ``torchrun`` it trains with DistributedDataParallel."""
+subjects and tracks for a test, until the validation loss (one training subject held out)
+stops improving or ``--epochs`` is reached; under ``torchrun`` it trains with
+DistributedDataParallel. metrics.json records the run (epochs, wall time, stop reason,
+learning curves) and, with a test split, the test metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pathlib import Path
 
 
 from bgm2pose.models.baselines import METHODS
-from bgm2pose.models.data import hold_out, load_windows
+from bgm2pose.models.data import hold_out, load_windows, validation_split
 from bgm2pose.models.evaluation import compare, markdown
 from bgm2pose.models.networks import PRESETS
 from bgm2pose.models.train import CHECKPOINT, TrainConfig, predict, train
@@ -22,7 +25,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt and metrics.json")
     p.add_argument("--method", choices=METHODS, default="bgm2pose", help="(default: %(default)s)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="network size (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=30, help="(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=30,
+                   help="the most epochs to train; a plateau of the validation loss stops sooner "
+                        "(default: %(default)s)")
+    p.add_argument("--patience", type=int, default=5,
+                   help="stop after this many epochs without a better validation loss; the weights "
+                        "kept are the average of the last 3 epochs up to the best one (default: %(default)s)")
+    p.add_argument("--val-subjects", nargs="*", default=None, metavar="SUBJECT",
+                   help="training subjects held out to validate on, never a test subject (default: the "
+                        "last training subject in sorted order: a person the network never trains on, as "
+                        "the test asks, chosen the same for every method and seed); with no names, no "
+                        "validation: train to --epochs")
     p.add_argument("--batch-size", type=int, default=64, help="per process (default: %(default)s)")
     p.add_argument("--lr", type=float, default=3e-3, help="initial learning rate (default: %(default)s)")
     p.add_argument("--lr-min", type=float, default=1e-3, help="cosine end (default: %(default)s)")
@@ -41,7 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subject-discriminator", action="store_true",
                    help="shibata only: train adversarially against a discriminator of the training "
                         "subjects, so the encoder features hide who is moving")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from --out/checkpoint.pt (same data and options); "
+                        "it ends where the uninterrupted run would have")
 
 
 def switches(args: argparse.Namespace) -> dict:
@@ -64,24 +79,30 @@ def run(args: argparse.Namespace) -> int:
 
     config = TrainConfig(
         method=args.method, preset=args.preset, switches=switches(args), epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min, seed=args.seed,
+        patience=args.patience, batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min, seed=args.seed,
         hard_negatives=False if args.no_hard_negatives else None, device=args.device,
         subject_discriminator=args.subject_discriminator,
     )
     windows = load_windows(args.data, hop_frames=args.hop_frames)
     train_index, test_index = hold_out(windows, args.test_subjects, args.test_tracks)
-    print(f"train: {len(train_index)} windows; test: {len(test_index)} windows")
-    result = train(windows, train_index, config, args.out, resume=args.resume)
+    fit_index, val_index = validation_split(windows, train_index, args.val_subjects)
+    validating = ", ".join(sorted(set(windows.subject[val_index].tolist()))) or "none"
+    print(f"train: {len(fit_index)} windows; validation ({validating}): {len(val_index)}; "
+          f"test: {len(test_index)}")
+    result = train(windows, fit_index, config, args.out, val_index=val_index, resume=args.resume)
     if dist.is_initialized() and dist.get_rank() != 0:
         return 0
-    print(f"train: wrote {args.out / CHECKPOINT}")
+    record = result.record
+    print(f"train: {record['epochs_run']} epochs in {record['wall_seconds'] / 60:.1f} min, stopped by "
+          f"{record['stop']}; best epoch {record['best_epoch']}; wrote {args.out / CHECKPOINT}")
+    metrics: dict = {"training": record}
     if len(test_index):
         pred = predict(result.model, result.stats, windows.base[test_index])
         results = compare(pred, windows.poses[test_index], result.mean_pose)
-        test = windows.subset(test_index).describe()
-        (args.out / METRICS_FILE).write_text(json.dumps({"test": test, **results}, indent=2) + "\n")
+        metrics |= {"test": windows.describe(test_index), **results}
         print(markdown(results))
         ratio = results["model"]["mae"] / results["mean_pose"]["mae"]
-        print(f"train: test MAE {results['model']['mae']:.3f} = {ratio:.2f} x the mean-pose predictor's; "
-              f"wrote {args.out / METRICS_FILE}")
+        print(f"train: test MAE {results['model']['mae']:.3f} = {ratio:.2f} x the mean-pose predictor's")
+    (args.out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"train: wrote {args.out / METRICS_FILE}")
     return 0

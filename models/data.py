@@ -73,10 +73,13 @@ class WindowSet:
             h.update(a.tobytes() if a.dtype.kind not in "OU" else "\0".join(map(str, a.ravel())).encode())
         return h.hexdigest()
 
-    def describe(self) -> dict:
-        """Counts for a model card: windows, subjects, tracks, genres."""
-        return {"windows": len(self), "subjects": sorted(set(self.subject.tolist())),
-                "tracks": sorted(set(self.track.tolist())), "genres": sorted(set(self.genre.tolist()))}
+    def describe(self, index: np.ndarray | None = None) -> dict:
+        """Counts for a model card of all windows or of ``index``: windows, subjects, tracks,
+        genres (from the labels only, so no features are copied)."""
+        rows = slice(None) if index is None else np.asarray(index)
+        names = {name: sorted(set(getattr(self, name)[rows].tolist())) for name in ("subject", "track", "genre")}
+        return {"windows": len(self.subject[rows]), "subjects": names["subject"], "tracks": names["track"],
+                "genres": names["genre"]}
 
 
 def genre_of(track: str) -> str:
@@ -225,6 +228,33 @@ class ExcerptBatchSampler:
 
     def __len__(self) -> int:
         return len(self._plan()) // self.world
+
+
+def validation_split(windows: WindowSet, train_index: np.ndarray, subjects=None) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation) indices of the training windows ``train_index``: validation = the
+    windows of ``subjects`` (None: the last training subject in sorted order; empty: no
+    validation), fit = the rest. Whole subjects, not a share of each one's sessions: the test
+    asks how the model does on people it never heard, and a held-out training subject asks
+    the same of the training data, where windows of known people would reward memorising
+    them and stop late. Only training windows can be chosen, so a test subject or track never
+    validates."""
+    train_index = np.asarray(train_index)
+    names = sorted(set(windows.subject[train_index].tolist()))
+    if subjects is None:
+        if len(names) < 2:
+            raise DataError(f"the training windows are all {names[0]}'s, so no training subject is left to "
+                            "validate on; add subjects or train without validation (--val-subjects with no names).")
+        subjects = names[-1:]
+    subjects = list(subjects)
+    unknown = sorted(set(subjects) - set(names))
+    if unknown:
+        raise DataError(f"validation subjects {unknown} are not training subjects (held out for the test, or not "
+                        f"in the data set); choose among {names}.")
+    if subjects and set(subjects) == set(names):
+        raise DataError(f"validating on every training subject ({', '.join(names)}) leaves none to train on; "
+                        "validate on fewer.")
+    validate = np.isin(windows.subject[train_index], subjects)
+    return train_index[~validate], train_index[validate]
 
 
 def hold_out(windows: WindowSet, subjects=(), tracks=()) -> tuple[np.ndarray, np.ndarray]:

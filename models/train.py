@@ -3,15 +3,31 @@
 - Loss: ``losses.total_loss`` with ``losses.loss_weights(method, config)``: MSE(pose) +
   100 x MSE(velocity) + CLIP (logit scale 1/0.07) for BGM2Pose with CPE.
 - Optimiser: Adam, learning rate annealed per step on a cosine from ``lr`` to ``lr_min``
-  over all epochs. Batches from ``data.ExcerptBatchSampler``: shared-excerpt groups (BGM
+  over the epochs of the cap. Batches from ``data.ExcerptBatchSampler``: shared-excerpt groups (BGM
   hard negatives) when the CLIP term is on, plain random batches otherwise.
+- Stopping: ``epochs`` is the cap. With validation windows (``val_index``, taken from the
+  training subjects by ``data.validation_split``, never from the test), every epoch ends
+  with the validation loss (pose MSE, eval mode) of the model that would be kept if training
+  stopped there; a loss at least ``MIN_IMPROVEMENT`` (relative) below the best so far is the
+  new best, and ``patience`` epochs without one stop the run ("plateau"). Reaching the cap
+  stops it too ("cap"); without validation windows every run ends at the cap. The cosine
+  schedule is planned over the cap, so a run that stops early took the same steps up to its
+  stop as one with a larger patience.
 - The model that is kept is the average of the weights (and batch-norm statistics) of the
-  last ``average_last`` epoch snapshots, as the public code evaluates.
+  ``average_last`` epoch snapshots ending at the best epoch (at the last one without
+  validation), as the public code averages its last 3 epochs: the weights kept are exactly
+  those the best validation loss was measured on.
+- Record (``TrainResult.record``, the checkpoint's ``record``): epochs run, cap, patience,
+  stop reason, best epoch, wall seconds (summed over resumed parts) and the per-epoch
+  history with the train loss terms and ``val_pose`` (the validation loss, comparable with
+  the train ``pose`` term), for metrics.json and the model card.
 - Inputs: the network sees ``graph.NetworkInputs`` of the raw base features, with the
   standardisation fitted on the training windows only.
 - Checkpoint ``<out>/checkpoint.pt`` after every epoch (rank 0): a plain dict of tensors,
   numbers, strings and lists, loadable with ``torch.load(weights_only=True)``; ``resume``
-  continues from it. When training ends it also holds ``averaged`` (the kept weights).
+  continues from it (best weights and stopping state included, so a resumed run ends where
+  an uninterrupted one does; resuming a finished run only loads it). ``kept`` holds the
+  weights kept so far (the final ones once ``record["stop"]`` is set).
 - Distributed: when launched by ``torchrun`` (``WORLD_SIZE`` > 1) it runs
   DistributedDataParallel, gloo on CPU and nccl on CUDA; each rank takes every
   ``world``-th batch of the same epoch plan, so ``batch_size`` is per process. Otherwise one
@@ -26,12 +42,15 @@
   every parameter gets a gradient in the pose step (the discriminator's through the confusion
   term, then discarded), so no unused-parameter search is needed; the discriminator's own step
   runs outside the wrapped forward, so its gradients are averaged over the ranks by hand.
+  Rank 0 computes the validation loss and broadcasts it, so every rank stops at once.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -51,7 +70,11 @@ from bgm2pose.sensing.errors import UserError, require_file
 from bgm2pose.sensing.features import FeatureStats
 
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+# 2: early stopping (best weights, stopping state and the run's record in the checkpoint).
+CHECKPOINT_FORMAT = 2
+# A validation loss must beat the best by this fraction to count as progress, so float noise
+# on a flat curve does not reset the patience.
+MIN_IMPROVEMENT = 1e-3
 # Per-batch loss terms, as TrainStep returns them (before the features).
 TERMS = ("loss", "pose", "velocity", "clip", "confusion")
 
@@ -65,7 +88,8 @@ class TrainConfig:
     method: str = "bgm2pose"
     preset: str = "cpu"
     switches: dict = field(default_factory=dict)  # NetConfig overrides, e.g. {"use_fa": False}
-    epochs: int = 30
+    epochs: int = 30  # the cap; with validation windows a plateau may stop the run earlier
+    patience: int = 5  # epochs without a better validation loss before stopping
     batch_size: int = 64
     lr: float = 3e-3
     lr_min: float = 1e-3
@@ -78,8 +102,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise TrainError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
-        if self.epochs < 1 or self.batch_size < 2 or self.average_last < 1:
-            raise TrainError("epochs and average_last must be at least 1 and batch_size at least 2.")
+        if self.epochs < 1 or self.patience < 1 or self.batch_size < 2 or self.average_last < 1:
+            raise TrainError("epochs, patience and average_last must be at least 1 and batch_size at least 2.")
         if not 0 < self.lr_min <= self.lr:
             raise TrainError(f"learning rates must satisfy 0 < lr_min <= lr; got {self.lr_min} and {self.lr}.")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -105,12 +129,13 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    model: nn.Module  # the averaged network, eval mode, on the CPU
+    model: nn.Module  # the kept (averaged) network, eval mode, on the CPU
     stats: FeatureStats
     config: TrainConfig
     net_config: NetConfig
     mean_pose: np.ndarray  # (63,) training mean pose: the mean-pose predictor
-    history: list[dict]  # per epoch: mean loss terms over the epoch's batches, lr
+    history: list[dict]  # per epoch: mean loss terms over the epoch's batches, lr, val_pose
+    record: dict  # see the module docstring; history included
 
 
 class TrainStep(nn.Module):
@@ -219,13 +244,16 @@ def _pose_step(model: nn.Module, optimiser, schedule, base: torch.Tensor, poses:
     return values, features
 
 
-def _summary(config: TrainConfig, epoch: int, mean: dict[str, float]) -> str:
-    line = (f"{config.method} epoch {epoch + 1}/{config.epochs}: loss {mean['loss']:.4f} "
-            f"(pose {mean['pose']:.4f}, velocity {mean['velocity']:.5f}, clip {mean['clip']:.3f}")
-    if "discriminator" in mean:
-        line += (f", confusion {mean['confusion']:.4f}); discriminator {mean['discriminator']:.3f} "
-                 f"(accuracy {mean['discriminator_accuracy']:.2f}")
-    return line + ")"
+def _summary(config: TrainConfig, epoch: int, record: dict[str, float]) -> str:
+    line = (f"{config.method} epoch {epoch + 1}/{config.epochs}: loss {record['loss']:.4f} "
+            f"(pose {record['pose']:.4f}, velocity {record['velocity']:.5f}, clip {record['clip']:.3f}")
+    if "discriminator" in record:
+        line += (f", confusion {record['confusion']:.4f}); discriminator {record['discriminator']:.3f} "
+                 f"(accuracy {record['discriminator_accuracy']:.2f}")
+    line += ")"
+    if "val_pose" in record:
+        line += f"; validation pose {record['val_pose']:.4f}"
+    return line
 
 
 def _start_at_mean_pose(network: nn.Module, mean_pose: np.ndarray) -> None:
@@ -299,11 +327,29 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def model_from_checkpoint(ckpt: dict) -> tuple[nn.Module, FeatureStats, TrainConfig]:
-    """The averaged network (or the latest weights if training has not finished), eval mode."""
+    """The kept network (the best so far if training has not finished), eval mode."""
     config = TrainConfig.from_dict(ckpt["train_config"])
     net = build_model(config.method, NetConfig.from_dict(ckpt["net_config"]))
-    net.load_state_dict(ckpt["averaged"] if ckpt.get("averaged") else ckpt["model"])
+    net.load_state_dict(ckpt["kept"])
     return net.eval(), FeatureStats.from_dict(ckpt["stats"]), config
+
+
+@dataclass
+class _Stopping:
+    """Where a run stands against early stopping; saved in the checkpoint to resume it."""
+
+    best_loss: float = math.inf
+    best_epoch: int = 0  # 1-based; 0 before the first epoch
+    stop: str | None = None  # "plateau" or "cap" once the run is finished
+    seconds: float = 0.0  # wall time up to the last checkpoint, summed over resumed parts
+
+
+def _record(config: TrainConfig, history: list[dict], stopping: _Stopping, validation: dict | None) -> dict:
+    """What metrics.json and a model card's "training" section say of a run."""
+    return {"epochs_run": len(history), "max_epochs": config.epochs,
+            "patience": config.patience if validation else None, "stop": stopping.stop,
+            "best_epoch": stopping.best_epoch, "wall_seconds": round(stopping.seconds, 1),
+            "validation": validation, "history": history}
 
 
 def train(
@@ -312,11 +358,17 @@ def train(
     config: TrainConfig,
     out: Path | None = None,
     *,
+    val_index: np.ndarray = (),
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``config.method`` on ``windows[train_index]``; see the module docstring."""
+    """Train ``config.method`` on ``windows[train_index]``, stopping early on the loss of
+    ``windows[val_index]`` when given; see the module docstring."""
+    started = time.perf_counter()
     train_index = np.asarray(train_index)
+    val_index = np.asarray(val_index, dtype=np.int64)
+    if np.isin(val_index, train_index).any():
+        raise TrainError("some validation windows are also training windows; take them out of the training split.")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(config.device, local_rank)
     rank, world = _distributed(device)
@@ -329,6 +381,10 @@ def train(
     weights = loss_weights(config.method, net_config)
     hard = config.hard_negatives if config.hard_negatives is not None else bool(weights.clip)
     stats = fit_stats(windows, train_index)
+    # Everything the run learned from or chose its stop on, so a model card never calls the
+    # validation subject unseen.
+    data = windows.describe(np.concatenate([train_index, val_index]))
+    validation = windows.describe(val_index) if len(val_index) else None
 
     torch.manual_seed(config.seed)
     network = build_model(config.method, net_config)
@@ -344,6 +400,8 @@ def train(
     schedule = _cosine(optimiser, config, total_steps)
     snapshots: deque[dict] = deque(maxlen=config.average_last)
     history: list[dict] = []
+    stopping = _Stopping()
+    kept: dict | None = None  # the averaged weights of the best epoch so far
     first_epoch = 0
     ckpt_path = Path(out) / CHECKPOINT if out is not None else None
     if resume and ckpt_path is not None and ckpt_path.is_file():
@@ -352,6 +410,9 @@ def train(
         if TrainConfig.from_dict(ckpt["train_config"]) != config:
             raise TrainError(f"{ckpt_path} was trained with other options; resume with the same "
                              "options or choose a new --out folder.")
+        if ckpt["data"] != data or ckpt["record"]["validation"] != validation:
+            raise TrainError(f"{ckpt_path} was trained on other training or validation windows; resume "
+                             "with the same data and split or choose a new --out folder.")
         network.load_state_dict(ckpt["model"])
         optimiser.load_state_dict(ckpt["optimiser"])
         schedule.load_state_dict(ckpt["schedule"])
@@ -359,64 +420,105 @@ def train(
             discriminator.load_state_dict(ckpt["discriminator"])
         snapshots.extend(ckpt["snapshots"])
         history = list(ckpt["history"])
+        stopping = _Stopping(**ckpt["stopping"])
+        kept = ckpt["kept"]
         first_epoch = int(ckpt["epoch"]) + 1
+    # A copy to validate candidate weights on without touching the training module's state.
+    evaluator = copy.deepcopy(network) if validation else None
     model = nn.parallel.DistributedDataParallel(step) if world > 1 else step
+    resumed_seconds = stopping.seconds
 
-    base_all, poses_all = torch.from_numpy(windows.base), torch.from_numpy(windows.poses)
-    for epoch in range(first_epoch, config.epochs):
+    show = progress and rank == 0
+    epochs_bar = tqdm(total=config.epochs, initial=first_epoch, desc=config.method, unit="epoch", disable=not show)
+    for epoch in range(first_epoch, config.epochs if stopping.stop is None else first_epoch):
         # Dropout draws from the global generator: reseed per epoch so a resumed run repeats them.
         torch.manual_seed(config.seed * 1_000_003 + epoch * 1_009 + rank)
         sampler.set_epoch(epoch)
         model.train()
         sums: dict[str, float] = {}
-        bar = tqdm(sampler, desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", unit="batch",
-                   disable=not progress or rank != 0, leave=False)
+        bar = tqdm(sampler, desc=f"epoch {epoch + 1}", unit="batch", disable=not show, leave=False)
         for batch in bar:
-            rows = torch.from_numpy(train_index[batch])
-            values, features = _pose_step(model, optimiser, schedule, base_all[rows].to(device),
-                                          poses_all[rows].to(device), epoch)
+            rows = train_index[batch]
+            values, features = _pose_step(model, optimiser, schedule, torch.from_numpy(windows.base[rows]).to(device),
+                                          torch.from_numpy(windows.poses[rows]).to(device), epoch)
             if discriminator is not None:
                 values |= discriminator.step(features, batch)
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value
             bar.set_postfix({name: f"{values[name]:.4f}" for name in ("loss", "discriminator") if name in values})
         mean = {name: total / max(len(sampler), 1) for name, total in sums.items()}
-        history.append({"epoch": epoch + 1, **mean, "lr": float(schedule.get_last_lr()[0])})
-        if progress and rank == 0:
-            tqdm.write(_summary(config, epoch, mean))
+        record = {"epoch": epoch + 1, **mean, "lr": float(schedule.get_last_lr()[0])}
         if world > 1:
             _average_buffers(network, world)
         snapshots.append(_cpu_state(network))
-        done = epoch + 1 == config.epochs
+        candidate = average_states(list(snapshots))
+        if evaluator is not None:
+            record["val_pose"] = _validation_loss(evaluator, candidate, stats, windows, val_index, device, rank, world)
+            if record["val_pose"] < stopping.best_loss * (1 - MIN_IMPROVEMENT):
+                stopping.best_loss, stopping.best_epoch, kept = record["val_pose"], epoch + 1, candidate
+        else:
+            stopping.best_epoch, kept = epoch + 1, candidate
+        history.append(record)
+        if epoch + 1 - stopping.best_epoch >= config.patience:
+            stopping.stop = "plateau"
+        elif epoch + 1 == config.epochs:
+            stopping.stop = "cap"
+        stopping.seconds = resumed_seconds + time.perf_counter() - started
+        if show:
+            tqdm.write(_summary(config, epoch, record))
+            epochs_bar.set_postfix_str(_postfix(record, stopping))
+            epochs_bar.update()
         if ckpt_path is not None and rank == 0:
-            _save(ckpt_path, config, net_config, stats, network, optimiser, schedule, snapshots, history,
-                  epoch, average_states(list(snapshots)) if done else None, windows, train_index, mean_pose,
-                  discriminator)
+            _save(ckpt_path, {
+                "format": CHECKPOINT_FORMAT,
+                "train_config": config.to_dict(),
+                "net_config": net_config.to_dict(),
+                "stats": stats.to_dict(),
+                "data": data,
+                "mean_pose": torch.from_numpy(mean_pose.astype(np.float32)),  # the mean-pose predictor
+                "epoch": epoch,
+                "model": _cpu_state(network),
+                "optimiser": optimiser.state_dict(),
+                "schedule": schedule.state_dict(),
+                "snapshots": list(snapshots),
+                "history": history,
+                "stopping": asdict(stopping),
+                "kept": kept,
+                "record": _record(config, history, stopping, validation),
+                "discriminator": discriminator.state_dict() if discriminator is not None else None,
+            })
+        if stopping.stop:
+            break
+    epochs_bar.close()
 
-    network.load_state_dict(average_states(list(snapshots)))
-    return TrainResult(network.cpu().eval(), stats, config, net_config, mean_pose, history)
+    network.load_state_dict(kept)
+    return TrainResult(network.cpu().eval(), stats, config, net_config, mean_pose, history,
+                       _record(config, history, stopping, validation))
 
 
-def _save(path, config, net_config, stats, network, optimiser, schedule, snapshots, history, epoch,
-          averaged, windows, train_index, mean_pose, discriminator) -> None:
+def _validation_loss(evaluator: nn.Module, state: dict, stats: FeatureStats, windows: WindowSet,
+                     index: np.ndarray, device: torch.device, rank: int, world: int) -> float:
+    """Pose MSE of the weights ``state`` on ``windows[index]``; rank 0 computes it and every
+    rank receives it, so all stop at the same epoch."""
+    loss = torch.zeros((), dtype=torch.float64, device=device)
+    if rank == 0:
+        evaluator.load_state_dict(state)
+        pred = predict(evaluator, stats, windows.base[index])
+        loss += float(np.mean(np.square(pred - windows.poses[index], dtype=np.float64)))
+    if world > 1:
+        dist.broadcast(loss, 0)
+    return float(loss)
+
+
+def _postfix(record: dict, stopping: _Stopping) -> str:
+    text = f"train loss {record['loss']:.4f}, pose {record['pose']:.4f}"
+    if "val_pose" in record:
+        text += f"; val pose {record['val_pose']:.4f} (best {stopping.best_loss:.4f} at {stopping.best_epoch})"
+    return text
+
+
+def _save(path: Path, ckpt: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = windows.subset(train_index).describe()
-    ckpt = {
-        "format": CHECKPOINT_FORMAT,
-        "train_config": config.to_dict(),
-        "net_config": net_config.to_dict(),
-        "stats": stats.to_dict(),
-        "data": data,
-        "mean_pose": torch.from_numpy(mean_pose.astype(np.float32)),  # the mean-pose predictor
-        "epoch": epoch,
-        "model": _cpu_state(network),
-        "optimiser": optimiser.state_dict(),
-        "schedule": schedule.state_dict(),
-        "snapshots": list(snapshots),
-        "history": history,
-        "averaged": averaged,
-        "discriminator": discriminator.state_dict() if discriminator is not None else None,
-    }
     tmp = path.with_suffix(".tmp")
     torch.save(ckpt, tmp)
     os.replace(tmp, path)

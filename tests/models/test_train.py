@@ -20,8 +20,8 @@ from bgm2pose.models.metrics import mae
 from bgm2pose.models.networks import preset
 from bgm2pose.models.skeleton import normalise
 from bgm2pose.models.train import (
-    CHECKPOINT, TERMS, SubjectDiscriminator, TrainConfig, TrainError, TrainStep, _start_at_mean_pose,
-    load_checkpoint, model_from_checkpoint, predict, train,
+    CHECKPOINT, MIN_IMPROVEMENT, TERMS, SubjectDiscriminator, TrainConfig, TrainError, TrainStep,
+    _start_at_mean_pose, load_checkpoint, model_from_checkpoint, predict, train,
 )
 from bgm2pose.sensing.features import FeatureStats
 from bgm2pose.sensing.sim.motion import SUBJECTS, generate_motion
@@ -50,6 +50,75 @@ def _windows(n: int, seed: int = 0, subjects: int = 2) -> WindowSet:
     )
 
 
+def _learnable(n: int = 48, noise: float = 2.0) -> WindowSet:
+    """``_windows`` of 3 subjects whose base features are a fixed random projection of the
+    centred poses plus noise: pose is recoverable for an unseen subject up to the noise, so the
+    validation loss on S3 falls for some epochs and then flattens."""
+    w = _windows(n, subjects=3)
+    rng = np.random.default_rng(1)
+    z = (w.poses - w.poses.mean(axis=(0, 1))) @ (rng.standard_normal((63, 9 * 128)).astype(np.float32) / 8)
+    w.base = (z.reshape(n, 12, 9, 128).transpose(0, 2, 1, 3) + noise * rng.standard_normal((n, 9, 12, 128))).astype(np.float32)
+    return w
+
+
+# Learns the projection in ~15 epochs of 4 batches, ~0.1 s each.
+STOPPING = {"method": "jiang", "switches": TINY, "epochs": 40, "patience": 3, "batch_size": 8, "lr": 1e-2,
+            "lr_min": 3e-3}
+
+
+def _fit_and_validation(w: WindowSet) -> tuple[np.ndarray, np.ndarray]:
+    return np.flatnonzero(w.subject != "S3"), np.flatnonzero(w.subject == "S3")
+
+
+def test_early_stopping_stops_on_a_plateau_and_keeps_the_best_weights(tmp_path):
+    w = _learnable()
+    fit, val = _fit_and_validation(w)
+    result = train(w, fit, TrainConfig(**STOPPING), tmp_path, val_index=val, progress=False)
+    record = result.record
+    best = record["best_epoch"]
+    assert record["stop"] == "plateau" and record["epochs_run"] == best + 3 < 40
+    losses = [h["val_pose"] for h in result.history]
+    assert [h["epoch"] for h in result.history] == list(range(1, best + 4))
+    assert best > 3 and losses[best - 1] < 0.8 * losses[0]  # it learned before it stopped
+    assert all(v >= losses[best - 1] * (1 - MIN_IMPROVEMENT) for v in losses[best:])
+    # The weights kept are the ones the best validation loss was measured on.
+    pred = predict(result.model, result.stats, w.base[val])
+    assert np.mean(np.square(pred - w.poses[val], dtype=np.float64)) == pytest.approx(losses[best - 1], rel=1e-5)
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    assert ckpt["record"] == record and record["wall_seconds"] > 0 and record["max_epochs"] == 40
+    assert record["validation"]["subjects"] == ["S3"] and record["validation"]["windows"] == len(val)
+    # The card's data names the validation subject too, so the demo never calls it unseen.
+    assert ckpt["data"]["subjects"] == ["S1", "S2", "S3"]
+    with pytest.raises(TrainError, match="also training windows"):
+        train(w, np.arange(len(w)), TrainConfig(**STOPPING), val_index=val, progress=False)
+
+
+def test_without_validation_a_run_ends_at_the_cap_with_the_last_average():
+    w = _learnable()
+    result = train(w, np.arange(len(w)), TrainConfig(**{**STOPPING, "epochs": 3}), progress=False)
+    assert result.record["stop"] == "cap" and result.record["epochs_run"] == result.record["best_epoch"] == 3
+    assert result.record["validation"] is None and "val_pose" not in result.history[-1]
+
+
+def test_resume_of_an_early_stopped_run_ends_where_the_uninterrupted_one_did(tmp_path, monkeypatch):
+    w = _learnable()
+    fit, val = _fit_and_validation(w)
+    config = TrainConfig(**STOPPING)
+    full = train(w, fit, config, tmp_path / "full", val_index=val, progress=False)
+    resumed = _interrupted_then_resumed(w, config, tmp_path / "resumed", monkeypatch, fit, val)
+    assert resumed.history == full.history
+    assert {**resumed.record, "wall_seconds": 0} == {**full.record, "wall_seconds": 0}
+    for key, value in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    # Resuming a finished run trains no further and keeps the same weights.
+    again = train(w, fit, config, tmp_path / "resumed", val_index=val, resume=True, progress=False)
+    assert again.history == full.history
+    torch.testing.assert_close(again.model.state_dict(), full.model.state_dict(), rtol=0, atol=0)
+    with pytest.raises(TrainError, match="other training or validation windows"):
+        train(w, np.flatnonzero(w.subject != "S2"), config, tmp_path / "resumed",
+              val_index=np.flatnonzero(w.subject == "S2"), resume=True, progress=False)
+
+
 @pytest.mark.parametrize("method, lr", [("bgm2pose", 3e-3), ("jiang", 1e-2)])
 def test_overfits_16_windows(method, lr):
     w = _windows(16)
@@ -73,13 +142,13 @@ def test_checkpoint_loads_weights_only_and_resume_repeats_the_run(tmp_path, monk
     config = TrainConfig(method="bgm2pose", switches=TINY, epochs=3, batch_size=6, average_last=2)
     full = train(w, np.arange(24), config, tmp_path / "full", progress=False)
     ckpt = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=True)
-    assert ckpt["epoch"] == 2 and len(ckpt["snapshots"]) == 2 and ckpt["averaged"] is not None
+    assert ckpt["epoch"] == 2 and len(ckpt["snapshots"]) == 2 and ckpt["record"]["stop"] == "cap"
     model, stats, loaded_config = model_from_checkpoint(ckpt)
     assert loaded_config == config
     np.testing.assert_array_equal(predict(model, stats, w.base[:4]), predict(full.model, full.stats, w.base[:4]))
     # The averaged model is the mean of the last two epochs' weights.
     key = "decoder.head.conv.weight"
-    np.testing.assert_allclose(ckpt["averaged"][key], (ckpt["snapshots"][0][key] + ckpt["snapshots"][1][key]) / 2)
+    np.testing.assert_allclose(ckpt["kept"][key], (ckpt["snapshots"][0][key] + ckpt["snapshots"][1][key]) / 2)
 
     resumed = _interrupted_then_resumed(w, config, tmp_path / "resumed", monkeypatch)
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
@@ -90,22 +159,23 @@ def test_checkpoint_loads_weights_only_and_resume_repeats_the_run(tmp_path, monk
               tmp_path / "resumed", resume=True, progress=False)
 
 
-def _interrupted_then_resumed(w: WindowSet, config: TrainConfig, out, monkeypatch):
+def _interrupted_then_resumed(w: WindowSet, config: TrainConfig, out, monkeypatch, fit=None, val=()):
     """A run interrupted right after its second checkpoint, then resumed from it."""
+    fit = np.arange(len(w)) if fit is None else fit
     import bgm2pose.models.train as train_module
     save = train_module._save
 
-    def save_then_stop(path, *args):
-        save(path, *args)
-        if args[8] == 1:  # epoch index
+    def save_then_stop(path, ckpt):
+        save(path, ckpt)
+        if ckpt["epoch"] == 1:  # epoch index
             raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "_save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        train(w, np.arange(len(w)), config, out, progress=False)
+        train(w, fit, config, out, val_index=val, progress=False)
     assert load_checkpoint(out / CHECKPOINT)["epoch"] == 1
     monkeypatch.setattr(train_module, "_save", save)
-    return train(w, np.arange(len(w)), config, out, resume=True, progress=False)
+    return train(w, fit, config, out, val_index=val, resume=True, progress=False)
 
 
 def test_bad_options_raise_user_errors(tmp_path):
@@ -232,12 +302,13 @@ def test_export_of_a_model_trained_with_the_discriminator_maps_base_to_poses_onl
     assert np.abs(got - expected).max() < 1e-4
 
 
-# label -> (TrainConfig options, a weight that must differ from a one-process run). The
-# discriminator's step runs outside DDP's forward, so its weights agreeing across ranks checks
-# the hand-made gradient averaging.
+# label -> (TrainConfig options, a weight that must differ from a one-process run, whether
+# S2 validates). The discriminator's step runs outside DDP's forward, so its weights agreeing
+# across ranks checks the hand-made gradient averaging; rank 0's validation loss must reach
+# rank 1.
 DDP_RUNS = {
-    "bgm2pose": ({"method": "bgm2pose"}, "decoder.head.conv.weight"),
-    "shibata_subjects": ({"method": "shibata", "subject_discriminator": True}, "subject_head.2.weight"),
+    "bgm2pose": ({"method": "bgm2pose"}, "decoder.head.conv.weight", True),
+    "shibata_subjects": ({"method": "shibata", "subject_discriminator": True}, "subject_head.2.weight", False),
 }
 DDP_COMMON = {"switches": TINY, "epochs": 2, "batch_size": 4, "average_last": 1, "device": "cpu"}
 
@@ -251,15 +322,16 @@ torch.set_num_threads(1)
 from bgm2pose.models.train import TrainConfig, train
 import test_train_worker_data as d
 w = d.windows()
-for label, options in {runs!r}.items():
-    result = train(w, np.arange(len(w)), TrainConfig(**options), progress=False)
+for label, (options, validate) in {runs!r}.items():
+    fit, val = d.split(w, validate)
+    result = train(w, fit, TrainConfig(**options), val_index=val, progress=False)
     torch.save({{"state": result.model.state_dict(), "world": dist.get_world_size(),
                 "history": result.history[-1]}}, {out!r} + f"/{{label}}_rank{{dist.get_rank()}}.pt")
 dist.destroy_process_group()
 """
 
 
-def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
+def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path, monkeypatch):
     w = _windows(32)
     np.savez(tmp_path / "windows.npz", **{f: getattr(w, f) for f in w.__dataclass_fields__})
     (tmp_path / "test_train_worker_data.py").write_text(textwrap.dedent(f"""
@@ -268,8 +340,11 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
         def windows():
             z = np.load({str(tmp_path / 'windows.npz')!r})
             return WindowSet(**{{k: z[k] for k in z.files}})
+        def split(w, validate):
+            val = np.flatnonzero(w.subject == "S2") if validate else np.array([], np.int64)
+            return np.setdiff1d(np.arange(len(w)), val), val
     """))
-    runs = {label: {**options, **DDP_COMMON} for label, (options, _) in DDP_RUNS.items()}
+    runs = {label: ({**options, **DDP_COMMON}, validate) for label, (options, _, validate) in DDP_RUNS.items()}
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(here=str(tmp_path), runs=runs, out=str(tmp_path)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -278,17 +353,24 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    for label, (_, moved) in DDP_RUNS.items():
+    monkeypatch.syspath_prepend(tmp_path)
+    import test_train_worker_data as d
+
+    for label, (_, moved, validate) in DDP_RUNS.items():
         ranks = [torch.load(tmp_path / f"{label}_rank{r}.pt", weights_only=True) for r in (0, 1)]
         assert ranks[0]["world"] == ranks[1]["world"] == 2
         # Each rank saw different batches (different losses) yet holds the same weights.
         assert ranks[0]["history"]["loss"] != ranks[1]["history"]["loss"]
         for key, value in ranks[0]["state"].items():
             torch.testing.assert_close(value, ranks[1]["state"][key], rtol=0, atol=0, msg=f"{label}: {key}")
+        assert ranks[0]["history"].get("val_pose") == ranks[1]["history"].get("val_pose")
+        assert ("val_pose" in ranks[0]["history"]) == validate
         # And they moved away from where one process alone would have gone with its share.
-        alone = train(w, np.arange(32), TrainConfig(**runs[label]), progress=False)
+        options = runs[label][0]
+        fit, val = d.split(w, validate)
+        alone = train(w, fit, TrainConfig(**options), val_index=val, progress=False)
         assert not torch.equal(alone.model.state_dict()[moved], ranks[0]["state"][moved]), label
-        assert ("discriminator" in ranks[0]["history"]) == runs[label].get("subject_discriminator", False)
+        assert ("discriminator" in ranks[0]["history"]) == options.get("subject_discriminator", False)
 
 
 def test_mean_pose_goes_to_the_pose_head_even_with_63_subjects():
