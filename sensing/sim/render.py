@@ -337,6 +337,8 @@ class SceneRenderer:
         self.room = room_response(rig) if room is None else room
         self.gain = np.float32(4 * np.pi * 10 ** (rig.speaker_gain_db / 20))
         self.position = 0  # samples rendered so far
+        # CPU seconds per part, of the rendering thread: process_time costs ~20 us a call on
+        # this kind of machine, 1% of a core at the live rig's 94 blocks a second.
         self.timings = dict.fromkeys(("room", "shadows", "reflections", "noise", "body"), 0.0)
 
         self.static = _Convolver(self.room.static)
@@ -387,7 +389,7 @@ class SceneRenderer:
         music = _check_music(music)
         n = music.shape[1]
         t0 = self.position
-        clock = time.process_time()
+        clock = time.thread_time()
         if self.poses is not None:
             self._pull(t0 + n)
         clock = self._tick("body", clock)
@@ -407,7 +409,7 @@ class SceneRenderer:
     # ------------------------------------------------------------------ poses
 
     def _tick(self, name: str, clock: float) -> float:
-        now = time.process_time()
+        now = time.thread_time()
         self.timings[name] += now - clock
         return now
 
