@@ -32,6 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mlp-epochs", type=int, default=MLP_EPOCHS,
                    help="training epochs of the MLP probe per held-out subject "
                         "(default: %(default)s)")
+    p.add_argument("--body-paths", action="store_true",
+                   help="also the pose's signature with the direct sound only meeting the body "
+                        "and with each surface's first-order paths left out in turn, on the "
+                        "first data set's rig and subject: what each path brings, without a "
+                        "data set per variant")
     p.add_argument("--out", type=Path,
                    help="markdown report (default: <first dataset>/learnability.md)")
 
@@ -51,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                       "(rigs as they differ from the first's):\n\n" + comparison_markdown(rows))
         head, rest = text.split("\n## Summary", 1)
         text = head + comparison + "\n## Summary" + rest
-    text += _signature_section(folders[0])
+    text += _signature_section(folders[0], args.body_paths)
     out = args.out or first / "learnability.md"
     out.write_text(text)
     print(text)
@@ -101,19 +106,29 @@ def _plain(value) -> str:
     return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def _signature_section(folder: Path) -> str:
+def _signature_section(folder: Path, variants: bool = False) -> str:
     """How far canonical pose changes, and changes the target cannot see, move the features
-    on the rig and subject of the data set's first session."""
+    on the rig and subject of the data set's first session (and, with ``variants``, on that
+    rig with fewer paths meeting the body)."""
     session = read_session(folder)
     if not session.info.rig or session.poses is None:
         return ("\n(No acoustic signature section: the first session, "
                 f"`{folder.name}`, was not simulated.)\n")
     subject = session.info.subject
-    changes = sensitivity.signature(
-        Rig.from_dict(session.info.rig), sensitivity.rest_pose(session.poses),
-        height=float(subject.get("height", 1.75)), build=float(subject.get("build", 1.0)))
-    return ("\n## The pose's acoustic signature on this rig\n\n"
+    rig, rest = Rig.from_dict(session.info.rig), sensitivity.rest_pose(session.poses)
+    size = dict(height=float(subject.get("height", 1.75)), build=float(subject.get("build", 1.0)))
+    changes = sensitivity.signature(rig, rest, **size)
+    text = ("\n## The pose's acoustic signature on this rig\n\n"
             f"Rig and subject of `{folder.name}`, standing still in their rest pose; each "
             "speaker plays white noise (about -26 dBFS). Mean absolute change of the "
             "time-averaged log-mel per band "
             "(`bgm2pose.sensing.sim.sensitivity`):\n\n" + sensitivity.markdown(changes))
+    if not variants:
+        return text
+    rows = [(label, changes if variant == rig else sensitivity.signature(variant, rest, **size))
+            for label, variant in tqdm(sensitivity.body_path_variants(rig),
+                                       desc="rig variants", unit="rig")]
+    return (text + "\n## What each path brings\n\nThe same changes on this rig with fewer "
+            "of the room's paths meeting the body (`Rig.body_paths`): mean absolute log-mel "
+            "change over W, X, Y, Z from 1 to 12 kHz, in dB (the last column: Z, the mic's up "
+            "axis, alone):\n\n" + sensitivity.variants_markdown(rows))

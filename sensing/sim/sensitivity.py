@@ -10,14 +10,14 @@ Both renders of a pair share the noise seed, so a pose pair differs only by the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from bgm2pose.models.skeleton import INDEX
 from bgm2pose.sensing.features import CHANNELS, N_FFT, SAMPLE_RATE, frame_features, mel_filterbank
 from bgm2pose.sensing.sim.render import POSE_FPS, render_session
-from bgm2pose.sensing.sim.rig import Rig
+from bgm2pose.sensing.sim.rig import SURFACES, Rig
 
 BANDS_HZ = ((0, 1000), (1000, 4000), (4000, 12000), (12000, 24000))
 MIC_CHANNELS = ("W", "X", "Y", "Z")
@@ -106,4 +106,28 @@ def markdown(changes: list[Change]) -> str:
     for c in changes:
         out.append(f"| {c.name} | {'no' if c.nuisance else 'yes'} | "
                    + " | ".join(" / ".join(f"{v:.2f}" for v in row) for row in c.db) + " |")
+    return "\n".join(out) + "\n"
+
+
+def body_path_variants(rig: Rig) -> list[tuple[str, Rig]]:
+    """``rig``, the rig with the direct sound only meeting the body, and (when ``rig``'s
+    body meets first-order paths) the rig with each of those surfaces left out in turn."""
+    variants = [("as simulated", rig), ("direct path only", replace(rig, body_paths="direct"))]
+    return variants + [(f"without the {surface.replace('_', ' ')}",
+                        replace(rig, body_paths=tuple(s for s in rig.body_surfaces
+                                                      if s != surface)))
+                       for surface in SURFACES if surface in rig.body_surfaces]
+
+
+def variants_markdown(rows: list[tuple[str, list[Change]]]) -> str:
+    """Per rig variant and change: mean |log-mel change| over W X Y Z from 1 to 12 kHz (dB),
+    and of Z (up) alone for the first change."""
+    mid = [i for i, (lo, hi) in enumerate(BANDS_HZ) if lo >= 1000 and hi <= 12000]
+    names = [c.name for c in rows[0][1]]
+    out = ["| rig | " + " | ".join(names) + f" | Z only: {names[0]} |",
+           "|---|" + "---|" * (len(names) + 1)]
+    for label, changes in rows:
+        cells = [f"{c.db[:, mid].mean():.2f}" for c in changes]
+        cells.append(f"{changes[0].db[MIC_CHANNELS.index('Z'), mid].mean():.2f}")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

@@ -4,7 +4,10 @@ import pytest
 from bgm2pose.models.skeleton import INDEX
 from bgm2pose.sensing.sim.motion import SUBJECTS, generate_motion
 from bgm2pose.sensing.sim.rig import Rig
-from bgm2pose.sensing.sim.sensitivity import BANDS_HZ, markdown, rest_pose, signature, straight_arm
+from bgm2pose.sensing.sim.sensitivity import (
+    BANDS_HZ, Change, body_path_variants, markdown, rest_pose, signature, straight_arm,
+    variants_markdown,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +48,25 @@ def test_arm_moves_stand_out_of_the_noise_and_steps_are_as_loud(rest):
     assert step > 0.5 * max(c.db[x, band] for c in arms)
     table = markdown(list(changes.values()))
     assert table.count("\n") == 2 + len(changes)
+
+
+def test_body_path_variants_leave_out_each_surface_of_the_rig_in_turn():
+    variants = dict(body_path_variants(Rig(body_paths=("floor", "wall_z0"))))
+    assert list(variants) == ["as simulated", "direct path only", "without the floor",
+                              "without the wall z0"]
+    assert variants["direct path only"].body_surfaces == ()
+    assert variants["without the floor"].body_surfaces == ("wall_z0",)
+    assert [label for label, _ in body_path_variants(Rig(body_paths="direct"))] == [
+        "as simulated", "direct path only"]
+
+
+def test_variants_table_averages_1_to_12_khz_and_shows_z_alone():
+    db = np.zeros((4, len(BANDS_HZ)))
+    db[:, 1:3] = 1.0  # 1-4 and 4-12 kHz
+    db[3, 1:3] = 3.0  # Z
+    rows = [("as simulated", [Change("arms up", False, db)]),
+            ("direct path only", [Change("arms up", False, db / 2)])]
+    lines = variants_markdown(rows).splitlines()
+    assert lines[0] == "| rig | arms up | Z only: arms up |"
+    assert lines[2] == "| as simulated | 1.50 | 3.00 |"
+    assert lines[3] == "| direct path only | 0.75 | 1.50 |"
