@@ -1,13 +1,24 @@
-"""Training data: every window of a data set in memory, splits, and the batch sampler.
+"""Training data: every window of a data set (memory-mapped from its cache), splits, and the
+batch sampler.
 
 - A data set is a folder of session folders (``bgm2pose simulate`` or recordings) or an
   AMPL preprocessed CSV. ``load_windows`` returns one ``WindowSet``: base features
   (N, 9, 12, 128), normalised poses (N, 12, 63) and, per window, subject, track, genre and
   music excerpt.
-- Cache: a session's windows are saved as ``<session>/.windows/<key>.npz``; the key hashes
-  the session files' names, sizes and modification times, the window hop and
-  ``CACHE_VERSION``, so an edited session or a changed window layout is recomputed and a
-  re-run loads in seconds. A read-only session folder simply is not cached.
+- Cache, so a run spends its time in the network, not in decoding audio or computing
+  features: the whole data set's features and poses are saved once as
+  ``<data set>/.windows/set-<key>/`` (``base.npy``, ``poses.npy``, ``labels.npz``,
+  ``meta.json``) and every later load (train, evaluate, benchmark workers, DDP ranks)
+  memory-maps them: it takes no time, and processes share the pages. The key hashes the
+  session files' *content* (each file hashed once, remembered by size and mtime in
+  ``<session>/.windows/digests.json``), the session folders' names and
+  ``feature_settings`` (hop, STFT and mel settings, ``CACHE_VERSION``): an edited, added or
+  removed session or another hop is a new key; a copied data set or a touched file is not.
+  Writing a set removes the sets of the same settings made from older data. Building a set
+  reads each session's own cache, ``<session>/.windows/<key>.npz`` (same key scheme), so a
+  grown data set computes only its new sessions. A read-only data set is not cached and is
+  loaded into memory. An AMPL CSV is read as it is: its windows are feature files already,
+  listed by the CSV, so there is nothing to decode or compute.
 - Genre: the part of the track name before the first "-" ("ambient-0001" -> "ambient"),
   the naming of the generated tracks; other names are their own genre. AMPL rows use
   their ``music_type`` as track and genre.
@@ -26,10 +37,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -37,11 +50,18 @@ from tqdm import tqdm
 from bgm2pose.models.ampl import read_ampl
 from bgm2pose.models.windows import session_windows
 from bgm2pose.sensing.errors import UserError
-from bgm2pose.sensing.features import FRAMES_PER_WINDOW, FeatureStats
+from bgm2pose.sensing.features import CHANNELS, FRAMES_PER_WINDOW, HOP, N_FFT, N_MELS, SAMPLE_RATE, FeatureStats
 from bgm2pose.sensing.session import MIC_FILE, POSES_FILE, REFERENCE_FILE, SESSION_FILE, find_sessions, read_session
 
-CACHE_VERSION = 1
+# 2: keys of content hashes and feature settings; data-set caches beside the session caches.
+CACHE_VERSION = 2
 CACHE_DIR = ".windows"
+SESSION_FILES = (SESSION_FILE, MIC_FILE, REFERENCE_FILE, POSES_FILE)
+DIGESTS_FILE = "digests.json"
+SET_PREFIX = "set-"
+SET_META = "meta.json"
+SET_LABELS = "labels.npz"
+LABEL_FIELDS = ("subject", "track", "genre", "excerpt")
 
 
 class DataError(UserError, ValueError):
@@ -50,8 +70,8 @@ class DataError(UserError, ValueError):
 
 @dataclass
 class WindowSet:
-    base: np.ndarray  # (N, 9, 12, 128) float32 base features
-    poses: np.ndarray  # (N, 12, 63) float32, normalised per frame
+    base: np.ndarray  # (N, 9, 12, 128) float32 base features; read-only when memory-mapped
+    poses: np.ndarray  # (N, 12, 63) float32, normalised per frame; read-only when memory-mapped
     subject: np.ndarray  # (N,) str
     track: np.ndarray  # (N,) str
     genre: np.ndarray  # (N,) str
@@ -70,7 +90,8 @@ class WindowSet:
         for name in self.__dataclass_fields__:
             a = np.ascontiguousarray(getattr(self, name))
             h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
-            h.update(a.tobytes() if a.dtype.kind not in "OU" else "\0".join(map(str, a.ravel())).encode())
+            # The array itself, not a bytes copy: a memory-mapped data set may not fit in memory twice.
+            h.update(a if a.dtype.kind not in "OU" else "\0".join(map(str, a.ravel())).encode())
         return h.hexdigest()
 
     def describe(self, index: np.ndarray | None = None) -> dict:
@@ -86,21 +107,65 @@ def genre_of(track: str) -> str:
     return track.split("-", 1)[0] if "-" in track else track
 
 
-def _cache_key(folder: Path, hop_frames: int) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}/hop{hop_frames}".encode())
-    for name in (SESSION_FILE, MIC_FILE, REFERENCE_FILE, POSES_FILE):
+def feature_settings(hop_frames: int) -> dict:
+    """Everything besides the session files that a window's arrays depend on; a change to any
+    of it gives every cache a new key."""
+    return {"cache_version": CACHE_VERSION, "hop_frames": hop_frames, "sample_rate": SAMPLE_RATE,
+            "n_fft": N_FFT, "stft_hop": HOP, "n_mels": N_MELS, "frames_per_window": FRAMES_PER_WINDOW,
+            "channels": list(CHANNELS)}
+
+
+def _key(*parts) -> str:
+    return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=12).hexdigest()
+
+
+def _hash_file(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` through a unique temporary name: several processes (DDP ranks, benchmark
+    workers) may write it at once. A read-only data set is left as it is."""
+    try:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """Content hash of each file of the session ``folder``. Hashes are remembered in
+    ``folder/.windows/digests.json`` under the file's size and modification time, so an
+    unchanged file is read once, and a file rewritten with the same content (a copied data
+    set) keeps its caches."""
+    memo_path = folder / CACHE_DIR / DIGESTS_FILE
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    digests, changed = {}, False
+    for name in SESSION_FILES:
         path = folder / name
-        if path.is_file():
-            st = path.stat()
-            h.update(f"/{name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:24]
+        if not path.is_file():
+            continue
+        st = path.stat()
+        stamp = [st.st_size, st.st_mtime_ns]
+        if memo.get(name, [])[:2] != stamp:
+            memo[name], changed = [*stamp, _hash_file(path)], True
+        digests[name] = memo[name][2]
+    if changed:
+        _write_atomic(memo_path, json.dumps(memo))
+    return digests
 
 
-def _session_arrays(folder: Path, hop_frames: int) -> dict[str, np.ndarray]:
-    cache = folder / CACHE_DIR / f"{_cache_key(folder, hop_frames)}.npz"
-    if cache.is_file():
-        with np.load(cache) as z:
-            return dict(z)
+def _compute_session(folder: Path, hop_frames: int, cache: Path) -> dict[str, np.ndarray]:
+    """A session's windows from its audio and poses, saved to ``cache`` when it can be."""
     session = read_session(folder)
     if session.poses is None:
         raise DataError(f"session {folder} has no poses.npy, so it cannot train or test a model; "
@@ -111,7 +176,6 @@ def _session_arrays(folder: Path, hop_frames: int) -> dict[str, np.ndarray]:
               "music_start": music_start}
     try:
         cache.parent.mkdir(exist_ok=True)
-        # Unique temporary name + atomic rename: several processes (DDP ranks) may cache at once.
         tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, cache)
@@ -120,26 +184,51 @@ def _session_arrays(folder: Path, hop_frames: int) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _labels(arrays) -> dict[str, np.ndarray]:
+    """Per-window labels of one session's arrays (computed, or an open cache file)."""
+    subject, track, music_start = str(arrays["subject"]), str(arrays["track"]), arrays["music_start"]
+    n = len(music_start)
+    return {"subject": np.full(n, subject), "track": np.full(n, track), "genre": np.full(n, genre_of(track)),
+            "excerpt": np.array([f"{track}@{s}" for s in music_start], dtype=str)}
+
+
 def _from_sessions(root: Path, hop_frames: int, progress: bool) -> WindowSet:
     folders = find_sessions(root)
     if not folders:
         raise DataError(f"no session folders under {root}; create some with 'bgm2pose simulate' "
                         "or pass an AMPL CSV.")
-    parts = [_session_arrays(f, hop_frames)
-             for f in tqdm(folders, desc="windows", unit="session", disable=not progress)]
-    parts = [p for p in parts if len(p["base"])]
-    if not parts:
+    settings = feature_settings(hop_frames)
+    caches = [f / CACHE_DIR / f"{_key(settings, _digests(f))}.npz" for f in folders]
+    key = _key(settings, [[str(f.relative_to(root)), c.stem] for f, c in zip(folders, caches)])
+    meta = {"settings": settings, "sessions": len(folders)}
+    found = _open_set(root / CACHE_DIR, key)
+    if found is not None:
+        return found
+    # First pass: features of the sessions not cached yet, and every window's labels; only a
+    # session that could not be cached stays in memory.
+    labels, unsaved = [], {}
+    for i, (folder, cache) in enumerate(tqdm(list(zip(folders, caches)), desc="windows", unit="session",
+                                             disable=not progress)):
+        if cache.is_file():
+            with np.load(cache) as z:
+                labels.append(_labels(z))
+        else:
+            arrays = _compute_session(folder, hop_frames, cache)
+            labels.append(_labels(arrays))
+            if not cache.is_file():
+                unsaved[i] = arrays
+    if not sum(len(part["subject"]) for part in labels):
         raise DataError(f"the sessions under {root} are all shorter than one 0.6 s window with poses.")
-    n = [len(p["base"]) for p in parts]
-    track = np.concatenate([[str(p["track"])] * k for p, k in zip(parts, n)])
-    return WindowSet(
-        base=np.concatenate([p["base"] for p in parts]),
-        poses=np.concatenate([p["poses"] for p in parts]),
-        subject=np.concatenate([[str(p["subject"])] * k for p, k in zip(parts, n)]),
-        track=track,
-        genre=np.array([genre_of(t) for t in track]),
-        excerpt=np.concatenate([[f"{p['track']}@{s}" for s in p["music_start"]] for p in parts]),
-    )
+
+    def arrays():
+        for i, cache in enumerate(caches):
+            if i in unsaved:
+                yield unsaved[i]["base"], unsaved[i]["poses"]
+            else:
+                with np.load(cache) as z:
+                    yield z["base"], z["poses"]
+
+    return _cached_set(root / CACHE_DIR, key, meta, arrays, labels, progress)
 
 
 def _from_ampl(csv_path: Path) -> WindowSet:
@@ -149,8 +238,69 @@ def _from_ampl(csv_path: Path) -> WindowSet:
                      excerpt=np.array([f"{m}@{lab}" for m, lab in zip(a.music_type, a.label)]))
 
 
+def _open_set(folder: Path, key: str) -> WindowSet | None:
+    """The cached data set ``key`` in ``folder``, its arrays memory-mapped; None if absent."""
+    path = folder / f"{SET_PREFIX}{key}"
+    if not (path / SET_META).is_file():
+        return None
+    with np.load(path / SET_LABELS) as z:
+        labels = {name: z[name] for name in LABEL_FIELDS}
+    return WindowSet(base=np.load(path / "base.npy", mmap_mode="r"),
+                     poses=np.load(path / "poses.npy", mmap_mode="r"), **labels)
+
+
+def _cached_set(folder: Path, key: str, meta: dict, arrays: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+                labels: list[dict], progress: bool) -> WindowSet:
+    """Write the data set ``key`` (features and poses as .npy, the labels, ``meta``) into
+    ``folder`` and open it memory-mapped; ``arrays()`` yields each part's (base, poses) in the
+    order of ``labels``. Sets of the same settings made from other data are removed. A data
+    set that cannot be written is returned in memory."""
+    # Plain str arrays: np.load reads them back without pickle.
+    label_arrays = {name: np.concatenate([part[name] for part in labels]).astype(str) for name in LABEL_FIELDS}
+    n = len(label_arrays["subject"])
+    path = folder / f"{SET_PREFIX}{key}"
+    tmp = folder / f"{SET_PREFIX}{key}.{os.getpid()}.tmp"
+    try:
+        tmp.mkdir(parents=True)
+        base = np.lib.format.open_memmap(tmp / "base.npy", "w+", np.float32, (n, len(CHANNELS), FRAMES_PER_WINDOW, N_MELS))
+        poses = np.lib.format.open_memmap(tmp / "poses.npy", "w+", np.float32, (n, FRAMES_PER_WINDOW, 63))
+        at = 0
+        for b, p in tqdm(arrays(), total=len(labels), desc="caching", unit="part", disable=not progress):
+            base[at : at + len(b)], poses[at : at + len(b)] = b, p
+            at += len(b)
+        base.flush(), poses.flush()
+        del base, poses
+        np.savez(tmp / SET_LABELS, **label_arrays)
+        (tmp / SET_META).write_text(json.dumps({**meta, "windows": n}, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        # Read-only or full disk; or another process wrote the same set first (the rename
+        # onto its folder fails), which is then the one to use.
+        shutil.rmtree(tmp, ignore_errors=True)
+        found = _open_set(folder, key)
+        if found is not None:
+            return found
+        parts = list(arrays())
+        return WindowSet(base=np.concatenate([b for b, _ in parts]), poses=np.concatenate([p for _, p in parts]),
+                         **label_arrays)
+    for old in folder.glob(f"{SET_PREFIX}*"):
+        if old != path and not old.name.endswith(".tmp") and _superseded(old, meta):
+            shutil.rmtree(old, ignore_errors=True)
+    return _open_set(folder, key)
+
+
+def _superseded(folder: Path, meta: dict) -> bool:
+    """Whether the cached set ``folder`` has the settings of ``meta``, so the data it was made
+    from has changed since."""
+    try:
+        return json.loads((folder / SET_META).read_text()).get("settings") == meta["settings"]
+    except (OSError, ValueError):
+        return False
+
+
 def load_windows(source: str | Path, hop_frames: int = FRAMES_PER_WINDOW, progress: bool = True) -> WindowSet:
-    """All annotated windows of a data set folder (sessions) or an AMPL CSV."""
+    """All annotated windows of a data set folder (sessions; features and poses memory-mapped
+    from the data set's cache, see the module docstring) or an AMPL CSV."""
     source = Path(source)
     if not 1 <= hop_frames <= FRAMES_PER_WINDOW:
         raise DataError(f"hop_frames is {hop_frames}; use 1..{FRAMES_PER_WINDOW} (12 = no overlap).")

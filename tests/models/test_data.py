@@ -1,12 +1,14 @@
 """Training data: loading and caching session windows, splits, the hard-negative sampler."""
 
+import os
+import shutil
 from collections import Counter
 
 import numpy as np
 import pytest
 
 from bgm2pose.models.data import (
-    CACHE_DIR, DataError, ExcerptBatchSampler, fit_stats, genre_of, load_windows, select,
+    CACHE_DIR, DataError, ExcerptBatchSampler, WindowSet, fit_stats, genre_of, load_windows, select,
 )
 from bgm2pose.models.windows import session_windows
 from bgm2pose.sensing.session import SessionInfo, read_session, write_session
@@ -56,7 +58,6 @@ def test_loads_all_windows_with_labels_and_caches_them(dataset):
 
 
 def test_stale_cache_is_not_used(tmp_path, dataset):
-    import shutil
     folder = shutil.copytree(dataset / "S1_ambient-0000", tmp_path / "S1_ambient-0000")
     before = load_windows(tmp_path, progress=False)
     poses = np.load(folder / "poses.npy")
@@ -67,6 +68,75 @@ def test_stale_cache_is_not_used(tmp_path, dataset):
     mirrored = load_windows(tmp_path, progress=False)
     np.testing.assert_allclose(after.poses, before.poses, atol=1e-4)
     assert np.abs(mirrored.poses - before.poses).max() > 0.1
+
+
+@pytest.fixture
+def computed(monkeypatch):
+    """Counts the sessions whose features are computed (not read from a cache)."""
+    import bgm2pose.models.data as data
+
+    folders = []
+
+    def counted(session, hop_frames):
+        folders.append(session.folder.name)
+        return session_windows(session, hop_frames)
+
+    monkeypatch.setattr(data, "session_windows", counted)
+    return folders
+
+
+def _sets(root):
+    return sorted(p.name for p in (root / CACHE_DIR).glob("set-*"))
+
+
+def test_data_set_cache_is_memory_mapped_reused_and_keyed_by_content(tmp_path, dataset, computed, monkeypatch):
+    import bgm2pose.models.data as data
+
+    root = shutil.copytree(dataset, tmp_path / "data", ignore=shutil.ignore_patterns(CACHE_DIR))
+    first = load_windows(root, progress=False)
+    assert len(computed) == 6 and len(_sets(root)) == 1
+    assert isinstance(first.base, np.memmap) and not first.base.flags.writeable
+    base_file = root / CACHE_DIR / _sets(root)[0] / "base.npy"
+    written = base_file.stat().st_mtime_ns
+    # Later loads (another run, another process) only map the set: nothing computed or written.
+    monkeypatch.setattr(data, "_cached_set", None)
+    again = load_windows(root, progress=False)
+    assert len(computed) == 6 and base_file.stat().st_mtime_ns == written
+    for name in WindowSet.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+    # The key is the content: a touched file, or the data set copied with new mtimes, is the same data.
+    os.utime(root / "S1_ambient-0000" / "mic.flac")
+    copy = shutil.copytree(root, tmp_path / "copy", copy_function=shutil.copy)
+    assert (copy / "S1_ambient-0000" / "mic.flac").stat().st_mtime_ns != (dataset / "S1_ambient-0000" / "mic.flac").stat().st_mtime_ns
+    load_windows(root, progress=False)
+    assert load_windows(copy, progress=False).fingerprint() == first.fingerprint()
+    assert len(computed) == 6 and _sets(copy) == _sets(root)
+
+
+def test_data_set_cache_is_rebuilt_when_the_data_or_the_settings_change(tmp_path, dataset, computed, monkeypatch):
+    import bgm2pose.models.data as data
+
+    root = shutil.copytree(dataset, tmp_path / "data", ignore=shutil.ignore_patterns(CACHE_DIR))
+    before = load_windows(root, progress=False)
+    (hop12,) = _sets(root)
+    load_windows(root, hop_frames=6, progress=False)
+    assert len(computed) == 12 and len(_sets(root)) == 2  # another hop: both kept
+    hop6 = (set(_sets(root)) - {hop12}).pop()
+    # One session's poses change: only it is recomputed, and its old set gives way to the new one.
+    poses = np.load(root / "S2_jazz-0000" / "poses.npy")
+    np.save(root / "S2_jazz-0000" / "poses.npy", poses * np.array([1.0, 1.0, -1.0], np.float32))
+    after = load_windows(root, progress=False)
+    assert computed[12:] == ["S2_jazz-0000"]
+    assert hop12 not in _sets(root) and hop6 in _sets(root) and len(_sets(root)) == 2
+    rows = select(after, subjects=["S2"], tracks=["jazz-0000"])
+    assert np.abs(after.poses[rows] - before.poses[rows]).max() > 0.1
+    np.testing.assert_array_equal(np.delete(after.base, rows, axis=0), np.delete(before.base, rows, axis=0))
+    # A removed session, and changed feature settings, are new keys too.
+    shutil.rmtree(root / "S3_jazz-0000")
+    assert len(load_windows(root, progress=False)) == 25 and len(computed) == 13
+    monkeypatch.setattr(data, "CACHE_VERSION", data.CACHE_VERSION + 1)
+    load_windows(root, progress=False)
+    assert len(computed) == 18
 
 
 def test_selection_and_stats_use_only_the_training_split(dataset):
