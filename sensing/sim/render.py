@@ -358,6 +358,7 @@ class SceneRenderer:
             [paths.source, np.repeat(paths.source[:, :1], len(mic_images), axis=1)], axis=1)
         self.shadow_mics = np.concatenate([np.repeat(rig.mic_position[None],
                                                      len(paths.surface), 0), mic_images])
+        # Shadow cross-fade weight at sample t of a frame centred on c: hann[t - c + hop].
         self.hann = (0.5 + 0.5 * np.cos(np.pi * np.arange(-SHADOW_HOP, SHADOW_HOP)
                                         / SHADOW_HOP)).astype(np.float32)
         self.lights = _Lights.of(self.room, rig.mic_position)
