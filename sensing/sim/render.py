@@ -351,13 +351,6 @@ class SceneRenderer:
         self.path_spectra = sfft.rfft(encoded, self.correction_size).astype(np.complex64)
         self.corrections: dict[tuple[int, int], np.ndarray] = {}  # (frame, speaker) -> (4, F)
         self.feed_history = np.zeros((2, self.correction_taps - 1), np.float32)
-        # Shadowing lines per speaker: each path from its source to the mic, and the first
-        # leg of each reflected path (speaker -> the mic's image in the wall).
-        mic_images = paths.mirror(rig.mic_position)[1:]
-        self.shadow_sources = np.concatenate(
-            [paths.source, np.repeat(paths.source[:, :1], len(mic_images), axis=1)], axis=1)
-        self.shadow_mics = np.concatenate([np.repeat(rig.mic_position[None],
-                                                     len(paths.surface), 0), mic_images])
         # Shadow cross-fade weight at sample t of a frame centred on c: hann[t - c + hop].
         self.hann = (0.5 + 0.5 * np.cos(np.pi * np.arange(-SHADOW_HOP, SHADOW_HOP)
                                         / SHADOW_HOP)).astype(np.float32)
@@ -453,12 +446,15 @@ class SceneRenderer:
         on_hop = np.flatnonzero((start + np.arange(f)) % (SHADOW_HOP // self.frame_samples) == 0)
         if on_hop.size:
             sub = replace(body, a=body.a[on_hop], b=body.b[on_hop])
-            lines = self.shadow_mics.shape[0]
+            # The lines the body shadows are the source-mic pairs that light it: each path
+            # from its source to the mic, and each reflection's first leg (speaker -> the
+            # mic's image in the wall).
+            lines = self.lights.mic.shape[0]
             freqs = np.fft.rfftfreq(SHADOW_TAPS, 1 / rig.sample_rate)
             response = scattering.shadow_response(
-                _tiled(sub, 2 * lines), np.repeat(self.shadow_sources.reshape(-1, 3),
+                _tiled(sub, 2 * lines), np.repeat(self.lights.source.reshape(-1, 3),
                                                   on_hop.size, axis=0),
-                np.repeat(np.tile(self.shadow_mics, (2, 1)), on_hop.size, axis=0),
+                np.repeat(np.tile(self.lights.mic, (2, 1)), on_hop.size, axis=0),
                 freqs).reshape(2, lines, on_hop.size, -1)
             response[:, 1:n_paths] *= response[:, n_paths:]  # both legs of each reflection
             response = response[:, :n_paths].transpose(2, 0, 1, 3)
