@@ -255,7 +255,9 @@ class VirtualRoom:
         self._xruns += 1
 
     def _on_shutdown(self, status, reason: str) -> None:
-        self._error = f"the JACK server shut the room down: {reason}"
+        server = f"JACK server {self.server!r}" if self.server else "default JACK server"
+        self._error = (f"the {server} shut down under the room ({reason.rstrip('.')}); start "
+                       f"it again (e.g. jackd -d dummy -r {self.sample_rate}) and then the room")
         self._stop.set()
 
 
@@ -288,7 +290,19 @@ def main(argv: list[str] | None = None) -> int:
     return run(parser.parse_args(argv))
 
 
+def _leave_portaudio() -> None:
+    """Shut down PortAudio if an import started it (pyroomacoustics imports sounddevice).
+
+    PortAudio's JACK host API joins the server as a client of its own, which the room never
+    uses; if the server dies, its exit handler asserts (pa_jack.c) and aborts the process
+    before the room can say why it stopped."""
+    sd = sys.modules.get("sounddevice")
+    while sd is not None and sd._initialized:
+        sd._terminate()
+
+
 def run(args: argparse.Namespace) -> int:
+    _leave_portaudio()
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
@@ -318,6 +332,8 @@ def run(args: argparse.Namespace) -> int:
         np.savez(args.tape, input=tape.input, poses=tape.poses,
                  delay_samples=tape.delay_samples, period=tape.period)
     print(json.dumps({"event": "stopped", **asdict(stats)}), flush=True)
+    if stats.error:
+        print(f"bgm2pose virtual-room: {stats.error}", file=sys.stderr)
     return 1 if stats.error else 0
 
 
