@@ -31,13 +31,18 @@ def run(args: argparse.Namespace) -> int:
                         f"(its mic and reference share {windows.seconds:.2f} s); record or "
                         "simulate a longer session")
     out = args.out or args.session / "features.npz"
+    # An unlabelled session's windows carry placeholder poses, which must not pass for labels.
+    labels = {} if session.poses is None else {"poses": windows.poses}
     np.savez_compressed(
-        out, base=windows.base, poses=windows.poses, start_sample=windows.start_sample,
-        channels=np.array(CHANNELS), subject=windows.subject, track=windows.track,
+        out, base=windows.base, start_sample=windows.start_sample,
+        channels=np.array(CHANNELS), subject=windows.subject, track=windows.track, **labels,
     )
     b = windows.base
     print(f"features: {len(windows)} windows of {b.shape[1:]} (channel, frame, mel) "
           f"from {windows.seconds:.1f} s of {args.session}")
+    if session.poses is None:
+        print("features: the session has no pose labels (recorded without a teacher), so the "
+              "file holds no poses")
     for c, name in enumerate(CHANNELS):
         v = b[:, c]
         print(f"  {name:12s} mean {v.mean():9.3f}  std {v.std():8.3f}  "

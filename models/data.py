@@ -168,8 +168,9 @@ def _compute_session(folder: Path, hop_frames: int, cache: Path) -> dict[str, np
     """A session's windows from its audio and poses, saved to ``cache`` when it can be."""
     session = read_session(folder)
     if session.poses is None:
-        raise DataError(f"session {folder} has no poses.npy, so it cannot train or test a model; "
-                        "move unannotated sessions out of the data set folder.")
+        raise DataError(f"session {folder} has no pose labels (it was recorded without a "
+                        "teacher), so it cannot train or evaluate a model; move unlabelled "
+                        "sessions out of the data set folder.")
     w = session_windows(session, hop_frames)
     music_start = w.start_sample - int(round(session.info.latency_samples))
     arrays = {"base": w.base, "poses": w.poses, "subject": np.array(w.subject), "track": np.array(w.track),

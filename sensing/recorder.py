@@ -2,7 +2,8 @@
 
 A thread copies, from ring sample ``first_sample`` on (0: from the backend's first callback),
 the recorded ring (4 ch, internal B-format) to ``mic.flac``, the reference ring (2 ch) to
-``reference.flac`` and, on the virtual rig, the ground-truth poses to ``poses.npy``. A
+``reference.flac`` and, on the virtual rig, the ground-truth poses to ``poses.npy``. A rig
+that knows no poses (a real room) leaves ``poses.npy`` out: the session is unlabelled. A
 recorder can so join a running pipeline: ``first_sample`` = the rings' current end. ``session.toml`` is written at ``start`` (so even a
 killed recording is a session folder) and rewritten by ``stop`` with what the run found.
 
@@ -164,7 +165,8 @@ class SessionRecorder:
         self._first_frame = -(-first_sample // self._frame)  # ring frame of poses.npy row 0
         info.pose_offset_s = (self._first_frame * self._frame - first_sample) / info.sample_rate
         self._streams: tuple[_FlacStream, _FlacStream] | None = None
-        self._poses: _PoseStream | None = None
+        self._poses: _PoseStream | None = None  # opened with the first poses the rig knows
+        self._poses_ended = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._started = datetime.now(UTC)
@@ -181,8 +183,6 @@ class SessionRecorder:
             rate = self.info.sample_rate
             self._streams = (_FlacStream(self.folder / MIC_FILE, 4, rate),
                              _FlacStream(self.folder / REFERENCE_FILE, 2, rate))
-            if self.ground_truth is not None:
-                self._poses = _PoseStream(self.folder / POSES_FILE)
             self._write_info(complete=False)
         except (OSError, sf.SoundFileError) as exc:
             raise RecorderError(f"cannot record into {self.folder} ({exc}); choose a folder "
@@ -266,9 +266,9 @@ class SessionRecorder:
         return n
 
     def _move_poses(self, mic_written: int) -> None:
-        if self._poses is None:
+        if self.ground_truth is None or self._poses_ended:
             return
-        first = self._first_frame + self._poses.frames
+        first = self._first_frame + (0 if self._poses is None else self._poses.frames)
         stop = -(-(self.first_sample + mic_written) // self._frame)
         if stop <= first:
             return
@@ -279,11 +279,16 @@ class SessionRecorder:
             return
         if poses is None or len(poses) != stop - first:
             return
+        if self._poses is None:
+            # Row 0 is ring frame _first_frame: no frame was written before this one.
+            self._poses = _PoseStream(self.folder / POSES_FILE)
         self._poses.write(poses)
 
     def _poses_gone(self) -> None:
-        self._poses.close()
-        self._poses = None
+        if self._poses is not None:
+            self._poses.close()
+            self._poses = None
+        self._poses_ended = True
         self.error = "the ground-truth poses fell out of the pose tape; poses.npy stops early"
 
     def _flush(self) -> None:

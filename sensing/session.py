@@ -4,7 +4,8 @@ Layout (DESIGN.md "Data"):
   session.toml     rig geometry, sample rate, subject, track, latency, mic convention, provenance
   mic.flac         4 channels as recorded (in ``mic_convention``), 24-bit
   reference.flac   2 channels (left, right) exactly as played, 24-bit
-  poses.npy        (frames, 21, 3) float32, metres, y up, at ``pose_fps``; optional
+  poses.npy        (frames, 21, 3) float32, metres, y up, at ``pose_fps``; optional: a
+                   session without it (or with 0 frames) is unlabelled, ``Session.poses`` None
 
 Time base: sample n of ``mic.flac`` was captured while sample ``n - latency_samples`` of
 ``reference.flac`` was being played (so a simulated session has latency 0). Pose frame f
@@ -169,6 +170,9 @@ def read_session(folder: str | Path) -> Session:
     reference = _read_audio(folder / REFERENCE_FILE, 2, info.sample_rate)
     poses_path = folder / POSES_FILE
     poses = _read_poses(poses_path) if poses_path.is_file() else None
+    if poses is not None and not len(poses):
+        # Recordings through a real device used to write a 0-frame file: no labels either.
+        poses = None
     return Session(folder, info, mic, reference, poses)
 
 

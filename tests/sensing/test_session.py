@@ -103,3 +103,13 @@ def test_poses_of_another_shape_are_refused(tmp_path):
     np.save(folder / "poses.npy", np.zeros((12, 20, 3), np.float32))
     with pytest.raises(SessionError, match=r"shape \(12, 20, 3\), not poses \(frames, 21, 3\)"):
         read_session(folder)
+
+
+def test_a_poses_file_of_zero_frames_reads_as_an_unlabelled_session(tmp_path):
+    """Recordings through a real device used to write poses.npy with 0 frames; they must read
+    as what they are, sessions without labels, not as labels for no window."""
+    rng = np.random.default_rng(0)
+    mic = (0.1 * rng.standard_normal((4, 48_000))).astype(np.float32)
+    reference = (0.1 * rng.standard_normal((2, 48_000))).astype(np.float32)
+    write_session(tmp_path / "s", SessionInfo(), mic, reference, np.zeros((0, 21, 3), np.float32))
+    assert read_session(tmp_path / "s").poses is None
