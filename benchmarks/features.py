@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 from bgm2pose.sensing import features  # noqa: E402
 
 TESTS = Path(__file__).resolve().parents[1] / "tests" / "sensing" / "test_features.py"
-GOAL = 10.0
+GOAL_MS = 1.0  # per window: 2% of the 50 ms hop the live engine computes one in
+HOP_MS = 50.0
 
 
 def load_reference():
@@ -117,7 +118,10 @@ def main() -> None:
         print(f"{name:<28}{t.wall / n * ms:>10.3f}{t.cpu / n * ms:>10.3f}{t.faults:>13.1f}")
     wall = single["librosa"].wall / single["ours"].wall
     cpu = single["librosa"].cpu / single["ours"].cpu
-    print(f"features speedup vs librosa: {wall:.1f}x wall, {cpu:.1f}x CPU (goal >= {GOAL:.0f}x)")
+    print(f"speedup vs librosa: {wall:.1f}x wall, {cpu:.1f}x CPU")
+    ours = single["ours"].wall * ms
+    print(f"features ms per window, batch 1: {ours:.3f}, {ours / HOP_MS:.1%} of the hop "
+          f"(goal {GOAL_MS:.1f})")
 
 if __name__ == "__main__":
     main()

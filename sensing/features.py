@@ -21,13 +21,15 @@ Conventions (REFERENCE.md, "Features"):
   on a training split (:class:`FeatureStats`) and then form the recorded-minus-music
   differences the model sees.
 
-Outputs are float32; everything up to the mel projection runs in float64 for parity on quiet
-bins (see ``_fft``). Everything from windowing to the dB values is one numba kernel (compiled on
-first use and cached on disk) that goes frame by frame, so its work buffers (~240 kB per thread)
-stay in cache and a call allocates nothing but its result (the live engine calls this every
-50 ms). The FFT is our own because it dominates: numpy's pocketfft transforms one frame at a
-time in scalar code (0.43 ms for a window's 72 frames here), this one vectorises in every pass
-(~0.2 ms).
+Outputs are float32; everything up to the mel projection runs in float64: float32 rounding in
+the FFT is relative to the whole frame, so in music with ~70 dB between a frame's loudest and
+quietest bins the quiet bins' intensity directions drift by up to 2e-5 (log-mel by 6e-4 dB),
+beyond the parity tolerance. The FFT is scipy's, one call over every frame and channel of a
+chunk; a small numba kernel then forms powers and unit intensities bin by bin and sums each
+mel band over the few bins it covers (its triangle), where a dense projection would multiply
+65 times more zeros than weights. A window costs under 1 ms against the 50 ms hop
+(``benchmarks/features.py``), most of it the FFT: a hand-written FFT once did the same in
+about half the time, which the hop never needed, for some 250 lines of code.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from functools import cache
 
 import numba
 import numpy as np
+import scipy.fft
 
 from bgm2pose.sensing.errors import UserError
 
@@ -55,44 +58,15 @@ _N_MIC = 4
 _N_MUSIC = 2
 _N_LOG = _N_MIC + _N_MUSIC
 _POWER_FLOOR = 1e-10
-# float32, like the values ``_decibels`` converts: float64 constants would widen its arithmetic.
-_DB_PER_LN = np.float32(10.0 / np.log(10.0))
-_LN2 = np.float32(np.log(2.0))
-_SQRT2 = np.float32(np.sqrt(2.0))
-_TWO_THIRDS, _TWO_FIFTHS, _TWO_SEVENTHS = np.float32(2 / 3), np.float32(2 / 5), np.float32(2 / 7)
 # Intensity lengths below this are treated as silence. Far under any real audio: even 24-bit
 # quantisation noise gives about 1e-12 per bin.
 _INTENSITY_FLOOR = 1e-20
 # Standard deviations below this (a constant channel) would blow standardised inputs up.
 _STD_FLOOR = 1e-6
-
-# A real 2400-sample frame is transformed as 1200 complex values (even samples real, odd
-# imaginary), kept as a plane of real parts followed by a plane of imaginary parts. A plane has
-# room for one value more than the transform: the spectrum repeats its bin 0 there, so bin k and
-# its mirror 1200 - k can be read without a wrap-around. Planes are padded to whole 64-byte lines.
-_HALF = N_FFT // 2
-_PLANE = _HALF + 8
-_SPECTRUM = 2 * _PLANE
-# The 1200-point transform runs in two steps (a "four-step" FFT): a radix-4 pass across the four
-# 300-value blocks of the frame, which leaves four interleaved sequences ("lanes", value n of
-# lane j at 4 n + j), then their 300-point DFTs side by side, whose result lands in natural
-# order. Every loop then runs over contiguous values and vectorises; 300 = 4 * 3 * 5 * 5.
-_LANES = 4
-_SUB = _HALF // _LANES
-_RADICES = (4, 3, 5, 5)
-# numpy's error model: division by zero gives inf instead of a per-element check that blocks
-# vectorisation; reassociation lets LLVM vectorise the banded sums.
-_KERNEL = {
-    "cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"contract", "reassoc"}
-}
-# The FFT passes and per-bin helpers are inlined at numba level, so the sizes and strides passed
-# to them as literals are compile-time constants: LLVM then sees that a pass's loads and stores
-# are fixed offsets of two base pointers and vectorises behind a single overlap check.
-_INLINE = {**_KERNEL, "cache": False, "inline": "always"}
-
-_COS3 = np.sqrt(3.0) / 2.0
-_COS5, _COS25 = np.cos(2.0 * np.pi / 5.0), np.cos(4.0 * np.pi / 5.0)
-_SIN5, _SIN25 = np.sin(2.0 * np.pi / 5.0), np.sin(4.0 * np.pi / 5.0)
+# Frames transformed per FFT call: a window's. Longer chunks save nothing measurable per frame,
+# and from 24 frames on their spectra (115 kB a frame) are mapped anew by every call, each page
+# a fault (2 200 a call for a batch of 64 windows, none at 12).
+_CHUNK_FRAMES = FRAMES_PER_WINDOW
 
 
 class FeatureError(UserError, ValueError):
@@ -152,48 +126,26 @@ def _filterbank_bands() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @cache
-def _half_hann() -> np.ndarray:
-    """The analysis window, halved, as its even samples followed by its odd samples.
+def _hann() -> np.ndarray:
+    """Periodic ("fftbins") Hann, librosa's default, in float64 like the FFT (windowing in
+    float32 alone already costs 1e-4 of intensity parity)."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)
 
-    Periodic ("fftbins") Hann, librosa's default, in float64 like the FFT (windowing in float32
-    alone already costs 1e-4 of intensity parity). The factor 1/2 is the one that separating the
-    even and odd samples' spectra needs (``_bin``); scaling by a power of two is exact, so
-    folding it in here costs nothing. The split spares the first pass a shuffle per window load.
+
+_thread_local = threading.local()
+
+
+def _frames_buffer(shape: tuple[int, ...]) -> np.ndarray:
+    """This thread's float64 buffer for windowed frames, kept across calls.
+
+    A fresh one per call would be mapped anew each time (glibc hands large freed blocks back to
+    the OS), a page fault every 4 kB: measured, the faults cost three times the computation.
     """
-    n = np.arange(N_FFT, dtype=np.float64)
-    half = 0.25 - 0.25 * np.cos(2.0 * np.pi * n / N_FFT)
-    return np.concatenate([half[0::2], half[1::2]])
-
-
-def _twiddle_blocks() -> list[np.ndarray]:
-    """Per FFT pass, its twiddle factors as float64 (re, im) values."""
-    # Across the blocks: lane j of value n turns by exp(-2 pi i j n / 1200), as [j - 1][re, im][n].
-    across = np.exp(-2j * np.pi * np.outer(np.arange(1, _LANES), np.arange(_SUB)) / _HALF)
-    blocks = [np.stack([across.real, across.imag], axis=1).ravel()]
-    done = 1
-    for radix in _RADICES:
-        # Stockham pass over groups of m: W^(p k) with W = exp(-2 pi i / (radix m)), [p][k - 1].
-        m = _SUB // (done * radix)
-        w = np.exp(-2j * np.pi * np.outer(np.arange(m), np.arange(1, radix)) / (radix * m))
-        blocks.append(np.stack([w.real, w.imag], axis=-1).ravel())
-        done *= radix
-    return blocks
-
-
-_TWIDDLE_OFFSETS = tuple(np.cumsum([0] + [b.size for b in _twiddle_blocks()])[:-1].tolist())
-
-
-@cache
-def _twiddles() -> np.ndarray:
-    return np.concatenate(_twiddle_blocks())
-
-
-@cache
-def _rotations() -> np.ndarray:
-    # exp(-2 pi i k / 2400) for bins k = 0 .. 1200 as (re, im) pairs: it turns the odd samples'
-    # spectrum onto the frame's (``_bin``).
-    k = np.arange(N_BINS)
-    return np.stack([np.cos(2.0 * np.pi * k / N_FFT), -np.sin(2.0 * np.pi * k / N_FFT)], -1).ravel()
+    size = math.prod(shape)
+    buffer = getattr(_thread_local, "frames", None)
+    if buffer is None or buffer.size < size:
+        buffer = _thread_local.frames = np.empty(size)
+    return buffer[:size].reshape(shape)
 
 
 def _check_audio(mic: np.ndarray, music: np.ndarray) -> None:
@@ -221,304 +173,40 @@ def _check_audio(mic: np.ndarray, music: np.ndarray) -> None:
         )
 
 
-@numba.njit(**_INLINE)
-def _dft3(a0r, a0i, a1r, a1i, a2r, a2i):
-    sr, si = a1r + a2r, a1i + a2i
-    dr, di = _COS3 * (a1r - a2r), _COS3 * (a1i - a2i)
-    mr, mi = a0r - 0.5 * sr, a0i - 0.5 * si
-    return a0r + sr, a0i + si, mr + di, mi - dr, mr - di, mi + dr
 
-
-@numba.njit(**_INLINE)
-def _dft4(a0r, a0i, a1r, a1i, a2r, a2i, a3r, a3i):
-    t0r, t0i, t1r, t1i = a0r + a2r, a0i + a2i, a0r - a2r, a0i - a2i
-    t2r, t2i, t3r, t3i = a1r + a3r, a1i + a3i, a1r - a3r, a1i - a3i
-    return t0r + t2r, t0i + t2i, t1r + t3i, t1i - t3r, t0r - t2r, t0i - t2i, t1r - t3i, t1i + t3r
-
-
-@numba.njit(**_INLINE)
-def _dft5(a0r, a0i, a1r, a1i, a2r, a2i, a3r, a3i, a4r, a4i):
-    s1r, s1i, s2r, s2i = a1r + a4r, a1i + a4i, a2r + a3r, a2i + a3i
-    d1r, d1i, d2r, d2i = a1r - a4r, a1i - a4i, a2r - a3r, a2i - a3i
-    m1r, m1i = a0r + _COS5 * s1r + _COS25 * s2r, a0i + _COS5 * s1i + _COS25 * s2i
-    m2r, m2i = a0r + _COS25 * s1r + _COS5 * s2r, a0i + _COS25 * s1i + _COS5 * s2i
-    n1r, n1i = _SIN5 * d1r + _SIN25 * d2r, _SIN5 * d1i + _SIN25 * d2i
-    n2r, n2i = _SIN25 * d1r - _SIN5 * d2r, _SIN25 * d1i - _SIN5 * d2i
-    return (
-        a0r + s1r + s2r, a0i + s1i + s2i, m1r + n1i, m1i - n1r, m2r + n2i, m2i - n2r,
-        m2r - n2i, m2i + n2r, m1r - n1i, m1i + n1r,
-    )
-
-
-@numba.njit(**_INLINE)
-def _store_turned(y, o, re, im, twiddles, t):
-    y[o] = re * twiddles[t] - im * twiddles[t + 1]
-    y[_PLANE + o] = re * twiddles[t + 1] + im * twiddles[t]
-
-
-# Stockham passes (self-sorting, so the result comes out in natural order) over the lane layout:
-# for each of ``m`` groups p, a radix-point DFT of the values ``span`` * (p + m j), j < radix,
-# turned by the twiddles W^(p k) and stored ``span`` * (radix p + k). ``span`` contiguous values
-# (all lanes of span / 4 sub-transforms) share every twiddle, so that is the vector loop. ``run``
-# equals ``span`` but is a run-time value: LLVM fully unrolls a constant trip count of 4 into
-# scalar code instead of vectorising it.
-
-
-@numba.njit(**_INLINE)
-def _radix3(x, y, twiddles, t0, m, span, run):
-    for p in range(m):
-        t = t0 + 4 * p
-        for q in range(run):
-            i = span * p + q
-            d = span * m
-            o = 3 * span * p + q
-            b = _dft3(
-                x[i], x[_PLANE + i], x[i + d], x[_PLANE + i + d],
-                x[i + 2 * d], x[_PLANE + i + 2 * d],
-            )
-            y[o] = b[0]
-            y[_PLANE + o] = b[1]
-            _store_turned(y, o + span, b[2], b[3], twiddles, t)
-            _store_turned(y, o + 2 * span, b[4], b[5], twiddles, t + 2)
-
-
-@numba.njit(**_INLINE)
-def _radix4(x, y, twiddles, t0, m, span, run):
-    for p in range(m):
-        t = t0 + 6 * p
-        for q in range(run):
-            i = span * p + q
-            d = span * m
-            o = 4 * span * p + q
-            b = _dft4(
-                x[i], x[_PLANE + i], x[i + d], x[_PLANE + i + d],
-                x[i + 2 * d], x[_PLANE + i + 2 * d], x[i + 3 * d], x[_PLANE + i + 3 * d],
-            )
-            y[o] = b[0]
-            y[_PLANE + o] = b[1]
-            _store_turned(y, o + span, b[2], b[3], twiddles, t)
-            _store_turned(y, o + 2 * span, b[4], b[5], twiddles, t + 2)
-            _store_turned(y, o + 3 * span, b[6], b[7], twiddles, t + 4)
-
-
-@numba.njit(**_INLINE)
-def _radix5(x, y, twiddles, t0, m, span, run):
-    for p in range(m):
-        t = t0 + 8 * p
-        for q in range(run):
-            i = span * p + q
-            d = span * m
-            o = 5 * span * p + q
-            b = _dft5(
-                x[i], x[_PLANE + i], x[i + d], x[_PLANE + i + d],
-                x[i + 2 * d], x[_PLANE + i + 2 * d], x[i + 3 * d], x[_PLANE + i + 3 * d],
-                x[i + 4 * d], x[_PLANE + i + 4 * d],
-            )
-            y[o] = b[0]
-            y[_PLANE + o] = b[1]
-            _store_turned(y, o + span, b[2], b[3], twiddles, t)
-            _store_turned(y, o + 2 * span, b[4], b[5], twiddles, t + 2)
-            _store_turned(y, o + 3 * span, b[6], b[7], twiddles, t + 4)
-            _store_turned(y, o + 4 * span, b[8], b[9], twiddles, t + 6)
-
-
-@numba.njit(**_INLINE)
-def _across_blocks(frame, window, y, twiddles):
-    """Windowing and the first pass: value n of the transform is samples (2 n, 2 n + 1).
-
-    Radix 4 over the values n + 300 j of each n, turned by exp(-2 pi i j n / 1200), into lane j.
-    """
-    for n in range(_SUB):
-        s = 2 * n
-        b = _dft4(
-            frame[s] * window[n], frame[s + 1] * window[_HALF + n],
-            frame[s + 600] * window[n + 300], frame[s + 601] * window[_HALF + n + 300],
-            frame[s + 1200] * window[n + 600], frame[s + 1201] * window[_HALF + n + 600],
-            frame[s + 1800] * window[n + 900], frame[s + 1801] * window[_HALF + n + 900],
-        )
-        o = _LANES * n
-        y[o] = b[0]
-        y[_PLANE + o] = b[1]
-        for j in range(1, _LANES):
-            t = 2 * _SUB * (j - 1) + n
-            y[o + j] = b[2 * j] * twiddles[t] - b[2 * j + 1] * twiddles[_SUB + t]
-            y[_PLANE + o + j] = b[2 * j] * twiddles[_SUB + t] + b[2 * j + 1] * twiddles[t]
-
-
-@numba.njit(**_KERNEL)
-def _fft(frame, window, twiddles, a, b, y, lanes):
-    """Spectrum of the 2400 samples ``frame`` times ``window`` into ``y``.
-
-    A 1200-point complex DFT of the (even, odd) sample pairs; ``a`` and ``b`` are scratch. float64
-    throughout: float32 rounding in the transform is relative to the whole frame, so in music
-    with ~70 dB between a frame's loudest and quietest bins the quiet bins' intensity directions
-    drift by up to 2e-5 (log-mel by 6e-4 dB), beyond the parity tolerance.
-    """
-    t = _TWIDDLE_OFFSETS
-    _across_blocks(frame, window, a, twiddles)
-    # 300 = 4 * 3 * 5 * 5 (``_RADICES``): m = 300 / (radix * done), span = 4 * done, where done
-    # is the product of the radices before.
-    _radix4(a, b, twiddles, t[1], 75, 4, lanes)
-    _radix3(b, a, twiddles, t[2], 25, 16, 4 * lanes)
-    _radix5(a, b, twiddles, t[3], 5, 48, 12 * lanes)
-    _radix5(b, y, twiddles, t[4], 1, 240, 60 * lanes)
-    y[_HALF] = y[0]
-    y[_PLANE + _HALF] = y[_PLANE]
-
-
-@numba.njit(**_INLINE)
-def _bin(spectra, channel, k, cos, sin):
-    """Bin k of a channel's real frame from the transform Z of its sample pairs.
-
-    With even samples e and odd samples o, Z_k = E_k + i O_k and Z_(1200-k)* = E_k - i O_k, so
-    X_k = E_k + exp(-2 pi i k / 2400) O_k (the factors 1/2 are in the window).
-    """
-    a = channel * _SPECTRUM + k
-    b = channel * _SPECTRUM + _HALF - k
-    er = spectra[a] + spectra[b]
-    ei = spectra[_PLANE + a] - spectra[_PLANE + b]
-    o_r = spectra[_PLANE + a] + spectra[_PLANE + b]
-    o_i = spectra[b] - spectra[a]
-    return er + cos * o_r - sin * o_i, ei + cos * o_i + sin * o_r
-
-
-@numba.njit(**_INLINE)
-def _decibels(values):
-    """10 log10 of positive float32 ``values``, in place; inf and NaN stay as they are.
-
-    numpy's float32 log is scalar code here (2 ns a value, a twentieth of the whole pipeline);
-    this loop vectorises. With a value 2^e m, m in [sqrt(1/2), sqrt(2)): ln m = 2 atanh(s) for
-    s = (m - 1) / (m + 1), |s| < 0.18, whose series to s^7 is within float32 rounding. The
-    result matches numpy's float32 ``10 * log10`` to 1e-5 dB.
-    """
-    bits = values.view(np.int32)
-    for i in range(values.shape[0]):
-        u = bits[i]
-        e = np.float32((u >> 23) - 127)
-        m = np.float32(1.0) + np.float32(u & 0x7FFFFF) * np.float32(2.0**-23)
-        big = m > _SQRT2
-        m = np.float32(0.5) * m if big else m
-        e = e + np.float32(1.0) if big else e
-        s = (m - np.float32(1.0)) / (m + np.float32(1.0))
-        s2 = s * s
-        series = np.float32(2.0) + s2 * (_TWO_THIRDS + s2 * (_TWO_FIFTHS + s2 * _TWO_SEVENTHS))
-        ln = e * _LN2 + s * series
-        values[i] = ln * _DB_PER_LN if e < np.float32(128.0) else values[i]
-
-
-@numba.njit(**_KERNEL)
-def _mel_frame(spectra, rotations, band_first, band_offsets, band_weights, linear, out, g, t):
-    """Log-mel power and mel-projected unit intensity of one frame into ``out[g, :, t]``."""
-    for k in range(N_BINS):
-        cos, sin = rotations[2 * k], rotations[2 * k + 1]
-        wr, wi = _bin(spectra, 0, k, cos, sin)
-        xr, xi = _bin(spectra, 1, k, cos, sin)
-        yr, yi = _bin(spectra, 2, k, cos, sin)
-        zr, zi = _bin(spectra, 3, k, cos, sin)
-        lr, li = _bin(spectra, 4, k, cos, sin)
-        rr, ri = _bin(spectra, 5, k, cos, sin)
-        # Intensity Re(conj(W) [X, Y, Z]); silent bins (length 0) stay 0 instead of NaN.
-        ix = wr * xr + wi * xi
-        iy = wr * yr + wi * yi
-        iz = wr * zr + wi * zi
-        scale = 1.0 / np.sqrt(max(ix * ix + iy * iy + iz * iz, _INTENSITY_FLOOR**2))
-        linear[k] = wr * wr + wi * wi
-        linear[_PLANE + k] = xr * xr + xi * xi
-        linear[2 * _PLANE + k] = yr * yr + yi * yi
-        linear[3 * _PLANE + k] = zr * zr + zi * zi
-        linear[4 * _PLANE + k] = lr * lr + li * li
-        linear[5 * _PLANE + k] = rr * rr + ri * ri
-        linear[6 * _PLANE + k] = ix * scale
-        linear[7 * _PLANE + k] = iy * scale
-        linear[8 * _PLANE + k] = iz * scale
-    # Banded mel sums: nine independent accumulators per band keep the FMA units busy.
-    for m in range(N_MELS):
-        b0 = band_first[m]
-        weights = band_weights[band_offsets[m] : band_offsets[m + 1]]
-        p0, p1, p2 = linear[b0:], linear[_PLANE + b0 :], linear[2 * _PLANE + b0 :]
-        p3, p4 = linear[3 * _PLANE + b0 :], linear[4 * _PLANE + b0 :]
-        p5, u0 = linear[5 * _PLANE + b0 :], linear[6 * _PLANE + b0 :]
-        u1, u2 = linear[7 * _PLANE + b0 :], linear[8 * _PLANE + b0 :]
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = 0.0
-        for j in range(weights.shape[0]):
-            w = weights[j]
-            a0 += w * p0[j]
-            a1 += w * p1[j]
-            a2 += w * p2[j]
-            a3 += w * p3[j]
-            a4 += w * p4[j]
-            a5 += w * p5[j]
-            a6 += w * u0[j]
-            a7 += w * u1[j]
-            a8 += w * u2[j]
-        out[g, 0, t, m] = max(a0, _POWER_FLOOR)
-        out[g, 1, t, m] = max(a1, _POWER_FLOOR)
-        out[g, 2, t, m] = max(a2, _POWER_FLOOR)
-        out[g, 3, t, m] = max(a3, _POWER_FLOOR)
-        out[g, 4, t, m] = max(a4, _POWER_FLOOR)
-        out[g, 5, t, m] = max(a5, _POWER_FLOOR)
-        out[g, 6, t, m] = a6
-        out[g, 7, t, m] = a7
-        out[g, 8, t, m] = a8
-    for f in range(_N_LOG):
-        _decibels(out[g, f, t])
-
-
-@numba.njit(**_KERNEL)
-def _features(
-    mic, music, window, twiddles, rotations, band_first, band_offsets, band_weights,
-    a, b, spectra, linear, out, lanes,
-):
-    """(G, 4, N), (G, 2, N) audio -> base features ``out`` (G, 9, N // 2400, 128).
-
-    ``lanes`` is ``_LANES``, passed at run time (see the Stockham passes).
-    """
-    for g in range(out.shape[0]):
-        for t in range(out.shape[2]):
-            samples = slice(t * HOP, (t + 1) * HOP)
-            for c in range(_N_MIC):
-                y = spectra[c * _SPECTRUM : (c + 1) * _SPECTRUM]
-                _fft(mic[g, c, samples], window, twiddles, a, b, y, lanes)
-            for c in range(_N_MUSIC):
-                y = spectra[(_N_MIC + c) * _SPECTRUM : (_N_MIC + c + 1) * _SPECTRUM]
-                _fft(music[g, c, samples], window, twiddles, a, b, y, lanes)
-            _mel_frame(
-                spectra, rotations, band_first, band_offsets, band_weights, linear, out, g, t
-            )
-
-
-class _Scratch:
-    """One thread's work buffers for one frame (~240 kB), each starting on a cache line.
-
-    Every buffer and plane is a whole number of 64-byte lines: the FFT passes run ~20% faster
-    when their vector loads and stores never straddle two lines.
-    """
-
-    def __init__(self) -> None:
-        sizes = {
-            "a": _SPECTRUM, "b": _SPECTRUM, "spectra": _N_LOG * _SPECTRUM,
-            "linear": len(CHANNELS) * _PLANE,
-        }
-        memory = np.zeros(sum(sizes.values()) + 8)
-        start = -memory.ctypes.data % 64 // memory.itemsize
-        for name, size in sizes.items():
-            setattr(self, name, memory[start : start + size])
-            start += size
-
-
-_thread_local = threading.local()
-
-
-def _scratch() -> _Scratch:
-    scratch = getattr(_thread_local, "scratch", None)
-    if scratch is None:
-        scratch = _thread_local.scratch = _Scratch()
-    return scratch
-
-
-def _kernel_dtype(audio: np.ndarray) -> np.ndarray:
-    # The kernel is compiled for float32 and float64 only; float16 and long double are rare.
-    return audio.astype(np.float32 if audio.dtype.itemsize <= 4 else np.float64, copy=False)
+# numpy's error model: division by zero gives inf instead of a per-element check that blocks
+# vectorisation; reassociation lets LLVM vectorise the banded sums.
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def _mel_project(spectra, band_first, band_offsets, band_weights, out):
+    """Spectra (G, 6, T, 1201) -> mel power (floored) of the six channels and the mel-projected
+    unit intensity, ``out`` (G, 9, T, 128)."""
+    linear = np.empty((len(CHANNELS), N_BINS))
+    for g in range(spectra.shape[0]):
+        for t in range(spectra.shape[2]):
+            for k in range(N_BINS):
+                w = spectra[g, 0, t, k]
+                for c in range(_N_LOG):
+                    s = spectra[g, c, t, k]
+                    linear[c, k] = s.real * s.real + s.imag * s.imag
+                length2 = 0.0
+                for c in range(1, _N_MIC):
+                    s = spectra[g, c, t, k]
+                    i = w.real * s.real + w.imag * s.imag  # Re(conj(W) s)
+                    linear[_N_LOG - 1 + c, k] = i
+                    length2 += i * i
+                # Silent bins (length 0) stay 0 instead of NaN.
+                scale = 1.0 / np.sqrt(max(length2, _INTENSITY_FLOOR**2))
+                for c in range(_N_LOG, len(CHANNELS)):
+                    linear[c, k] *= scale
+            for m in range(N_MELS):
+                first = band_first[m]
+                weights = band_weights[band_offsets[m]:band_offsets[m + 1]]
+                for c in range(len(CHANNELS)):
+                    band = linear[c, first:first + weights.shape[0]]
+                    total = 0.0
+                    for j in range(weights.shape[0]):
+                        total += weights[j] * band[j]
+                    out[g, c, t, m] = max(total, _POWER_FLOOR) if c < _N_LOG else total
 
 
 def frame_features(mic: np.ndarray, music: np.ndarray) -> np.ndarray:
@@ -527,14 +215,25 @@ def frame_features(mic: np.ndarray, music: np.ndarray) -> np.ndarray:
     music = np.asarray(music)
     _check_audio(mic, music)
     lead, n = mic.shape[:-2], mic.shape[-1]
-    features = np.empty((math.prod(lead), len(CHANNELS), n // HOP, N_MELS), dtype=np.float32)
-    s = _scratch()
-    _features(
-        _kernel_dtype(mic.reshape(-1, _N_MIC, n)),
-        _kernel_dtype(music.reshape(-1, _N_MUSIC, n)),
-        _half_hann(), _twiddles(), _rotations(), *_filterbank_bands(),
-        s.a, s.b, s.spectra, s.linear, features, _LANES,
-    )
+    frames = n // HOP
+    mic = mic.reshape(-1, _N_MIC, frames, N_FFT)
+    music = music.reshape(-1, _N_MUSIC, frames, N_FFT)
+    features = np.empty((mic.shape[0], len(CHANNELS), frames, N_MELS), dtype=np.float32)
+    # Whole recordings per chunk when they are short (a batch of windows), else runs of one
+    # recording's frames.
+    rows = max(1, _CHUNK_FRAMES // frames)
+    for g in range(0, mic.shape[0], rows):
+        for t in range(0, frames, _CHUNK_FRAMES):
+            at = (slice(g, g + rows), slice(None), slice(t, t + _CHUNK_FRAMES))
+            chunk, _, chunk_frames, _ = mic[at].shape
+            audio = _frames_buffer((chunk, _N_LOG, chunk_frames, N_FFT))
+            np.multiply(mic[at], _hann(), out=audio[:, :_N_MIC])
+            np.multiply(music[at], _hann(), out=audio[:, _N_MIC:])
+            spectra = scipy.fft.rfft(audio, axis=-1)
+            _mel_project(spectra, *_filterbank_bands(), features[at])
+    decibels = features[:, :_N_LOG]
+    np.log10(decibels, out=decibels)
+    decibels *= 10.0
     return features.reshape(lead + features.shape[1:])
 
 
@@ -552,12 +251,15 @@ def window_features(mic: np.ndarray, music: np.ndarray) -> np.ndarray:
 
 
 def windows_from_frames(frames: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Cut windows of 12 frames: (9, T, 128) and start frame indices (S,) -> (S, 9, 12, 128)."""
+    """Cut windows of 12 frames: (C, T, 128) and start frame indices (S,) -> (S, C, 12, 128).
+
+    C is 9 for ``frame_features``, or any other per-frame features shaped like them
+    (``channel.CHANNELS``)."""
     frames = np.asarray(frames)
     starts = np.asarray(starts)
-    if frames.ndim != 3 or frames.shape[0] != len(CHANNELS) or frames.shape[2] != N_MELS:
+    if frames.ndim != 3 or frames.shape[2] != N_MELS:
         raise FeatureError(
-            f"frames have shape {frames.shape}; expected ({len(CHANNELS)}, T, {N_MELS}) "
+            f"frames have shape {frames.shape}; expected (channels, T, {N_MELS}) "
             "as returned by frame_features for one recording."
         )
     if starts.ndim != 1 or not np.issubdtype(starts.dtype, np.integer):
@@ -576,15 +278,17 @@ def windows_from_frames(frames: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FeatureStats:
-    """Per-channel standardisation of the 9 base channels, fitted on a training split only."""
+    """Per-channel standardisation, fitted on a training split only: of the 9 base channels,
+    or of another named set (``channel.CHANNELS``)."""
 
     mean: np.ndarray
     std: np.ndarray
+    channels: tuple[str, ...] = CHANNELS
 
     def __post_init__(self) -> None:
         mean = np.asarray(self.mean, dtype=np.float32)
         std = np.asarray(self.std, dtype=np.float32)
-        shape = (len(CHANNELS),)
+        shape = (len(self.channels),)
         if mean.shape != shape or std.shape != shape:
             raise FeatureError(
                 f"feature stats need mean and std of shape {shape}; got {mean.shape} and {std.shape}."
@@ -595,36 +299,36 @@ class FeatureStats:
         object.__setattr__(self, "std", std)
 
     @classmethod
-    def fit(cls, base: np.ndarray) -> FeatureStats:
+    def fit(cls, base: np.ndarray, channels: tuple[str, ...] = CHANNELS) -> FeatureStats:
         """Mean and std per channel over batch, time and mel of ``base`` (B, 9, T, 128)."""
         base = np.asarray(base)
-        if base.ndim != 4 or base.shape[1] != len(CHANNELS) or base.shape[0] == 0:
+        if base.ndim != 4 or base.shape[1] != len(channels) or base.shape[0] == 0:
             raise FeatureError(
-                f"base features have shape {base.shape}; expected (B >= 1, {len(CHANNELS)}, T, {N_MELS})."
+                f"features have shape {base.shape}; expected (B >= 1, {len(channels)}, T, {N_MELS})."
             )
         # float64 accumulation: a training split holds millions of values per channel.
         mean = base.mean(axis=(0, 2, 3), dtype=np.float64)
         std = base.std(axis=(0, 2, 3), dtype=np.float64)
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
             raise FeatureError("base features contain NaN or inf; recompute them before fitting stats.")
-        return cls(mean=mean, std=np.maximum(std, _STD_FLOOR))
+        return cls(mean=mean, std=np.maximum(std, _STD_FLOOR), channels=channels)
 
     def to_dict(self) -> dict:
-        return {"channels": list(CHANNELS), "mean": self.mean.tolist(), "std": self.std.tolist()}
+        return {"channels": list(self.channels), "mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> FeatureStats:
+    def from_dict(cls, d: dict, channels: tuple[str, ...] = CHANNELS) -> FeatureStats:
         try:
-            channels, mean, std = d["channels"], d["mean"], d["std"]
+            found, mean, std = d["channels"], d["mean"], d["std"]
         except (KeyError, TypeError) as exc:
             raise FeatureError(
                 f"feature stats dict lacks {exc}; it must come from FeatureStats.to_dict."
             ) from None
-        if tuple(channels) != CHANNELS:
+        if tuple(found) != tuple(channels):
             raise FeatureError(
-                f"feature stats are for channels {channels}, not {list(CHANNELS)}; refit them."
+                f"feature stats are for channels {found}, not {list(channels)}; refit them."
             )
-        return cls(mean=np.asarray(mean), std=np.asarray(std))
+        return cls(mean=np.asarray(mean), std=np.asarray(std), channels=tuple(channels))
 
 
 def network_inputs(base: np.ndarray, stats: FeatureStats) -> tuple[np.ndarray, np.ndarray]:
