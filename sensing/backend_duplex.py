@@ -1,19 +1,35 @@
 """One PortAudio device that plays and records in a single duplex stream (``backends``).
 
-The callback is the whole real-time path: ``player.callback_fill(outdata)`` writes the block
-played (and the reference ring), the first four input channels are converted from the
-device's B-format convention to the internal one into a preallocated block (a channel
-permutation and a per-channel gain, no allocation) and written to ``recorded``. Both rings
-advance by the same number of frames in every callback, so their indices stay paired at a
-fixed device latency.
+The real-time path runs in C, without Python's GIL: rtmixer's PortAudio callback plays the
+speakers from one lock-free ring (PortAudio's ``PaUtilRingBuffer``) and records the mic into
+another. A Python callback needed the GIL every period (10.7 ms at 512 frames) against the
+estimator, decoder and recorder threads, and on a loaded two-core machine it was late often
+enough to make JACK drop cycles. Now a pump thread, every ``PUMP_S``, moves whole blocks
+between those rings and the project's: it tops the speakers' ring up to ``lead_s`` ahead with
+``player.callback_fill`` (which writes exactly those samples into the reference ring), and
+drains the mic's ring, converting each block from the device's B-format convention
+(``MicConverter``) into ``recorded``. A Python stall shorter than ``lead_s`` (speakers) and
+``MIC_BUFFER_S`` (mic) costs nothing; a pause or skip is heard up to ``lead_s`` after it is
+asked for, and the player's status runs that much ahead of the speakers.
 
-Status flags: an input over- or underflow marks the block's recorded samples XRUN, an output
-underflow marks the block's reference samples XRUN (windows touching them come out flagged),
-and each flag is counted. PortAudio does not say how many samples a flag stands for, so the
-indices go on as if none were lost; the mark is what tells the aligner to distrust them. A flag
-can arrive a few blocks after the glitch, and on JACK (jackd2, seen with the dummy driver on
-a loaded machine) the loopback latency may have moved by whole periods after an xrun: the
-latency has to be checked again after one.
+Time base: both of rtmixer's ring actions are queued before the stream starts, so both begin
+at frame 0 of its first callback; every ring index is a stream frame, and recorded sample n
+was captured in the callback that played reference sample n, as with one callback that
+did both. When the reference ring is ahead, it holds samples queued but not yet played (at
+a stop, up to ``lead_s`` that never were).
+
+A longer stall empties the speakers' ring (or fills the mic's), and rtmixer ends that action:
+the pump starts it again and, from the new action's start time rounded to whole blocks,
+fills the gap with silence marked XRUN in that ring, so indices stay stream frames. It
+counts as an output underflow (an input overflow for the mic), like a device's own xrun.
+
+Status flags: rtmixer counts the device's flags per action; a new input flag marks the
+recorded samples the pump drained in that pass XRUN, a new output underflow the reference
+samples played since the last pass, and each flag is counted. PortAudio does not say how
+many samples a flag stands for, so the indices go on as if none were lost; the mark is what
+tells the aligner to distrust them. On JACK (jackd2, seen with the dummy driver on a loaded
+machine) the loopback latency may have moved by whole periods after an xrun: the latency has
+to be checked again after one.
 
 A device that stops on its own (unplugged, JACK server gone) ends the stream: ``running``
 turns False, ``stats().error`` says why, and ``recorded`` keeps everything captured so far.
@@ -142,15 +158,40 @@ def open_error(name: str, exc: Exception) -> BackendError:
                         "using it or pick another device with `bgm2pose devices`")
 
 
+PUMP_S = 0.02  # how often the pump moves blocks: relaxed, a couple of periods at a time
+LEAD_S = 0.5  # the speakers' ring is kept this far ahead: the longest stall absorbed there
+MIC_BUFFER_S = 2.0  # the mic's ring holds at least this much
+# A requested start before any time stamp a stream gives: rtmixer then starts the action at
+# the first frame of the next callback, whatever that callback's time stamps are.
+_NOW = -1e9
+_NOT_STARTED = -1.0  # rtmixer's actual_time of a belated-allowed action not started yet
+_FLOAT = 4  # bytes per sample
+
+
+def _power_of_two(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def start_frame(started: float, frame0: float, sample_rate: int, blocksize: int) -> int:
+    """The stream frame at which an action queued for "now" began, from its start time and
+    the time of frame 0 on the same clock (the stream's output or input time). Such an
+    action begins at a callback's first frame, so the estimate is rounded to whole blocks:
+    the time stamps jitter (JACK's are taken when the callback runs), block edges do not."""
+    return round((started - frame0) * sample_rate / blocksize) * blocksize
+
+
 class DuplexBackend(AudioBackend):
     def __init__(self, player: Player, device: int | str, channels: tuple[int, int] = (4, 2),
                  blocksize: int = 512, mic_convention: str = "internal",
-                 ring_seconds: float = 20.0):
+                 ring_seconds: float = 20.0, lead_s: float = LEAD_S):
         inputs, outputs = channels
         if inputs < MIC_CHANNELS or outputs != SPEAKER_CHANNELS:
             raise BackendError(
                 f"channels {channels} do not fit a B-format mic and two speakers; use "
                 f"({MIC_CHANNELS} or more inputs, {SPEAKER_CHANNELS} outputs)")
+        if lead_s < 2 * PUMP_S:
+            raise BackendError(f"a lead of {lead_s} s leaves the pump no time to refill the "
+                               f"speakers; use at least {2 * PUMP_S} s (default {LEAD_S})")
         self._mic = MicConverter(mic_convention, blocksize)
         self.player = player
         self.device = device
@@ -159,77 +200,197 @@ class DuplexBackend(AudioBackend):
         self.blocksize = blocksize
         self.mic_convention = mic_convention
         self.sample_rate = player.sample_rate
+        self.lead = int(lead_s * self.sample_rate) // blocksize * blocksize or blocksize
         self.recorded = SampleRing(MIC_CHANNELS, int(ring_seconds * self.sample_rate))
+        self._out_block = np.zeros((blocksize, SPEAKER_CHANNELS), np.float32)
+        self._in_block = np.zeros((blocksize, MIC_CHANNELS), np.float32)
         self._stream = None
+        self._pump_thread: threading.Thread | None = None
+        self._halt = threading.Event()
         self._stopping = False
         self._error: str | None = None
-        self._callbacks = 0
+        self._blocks = 0
         self._in_over = self._in_under = self._out_under = self._out_over = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        import rtmixer
         import sounddevice as sd
 
         if self._stream is not None:
             raise BackendError("the backend is already started; call start() once")
         self.name = check_device(self.device, *self.channels, self.sample_rate)
         try:
-            stream = sd.Stream(device=self.device, channels=self.channels,
-                               samplerate=self.sample_rate, blocksize=self.blocksize,
-                               dtype="float32", callback=self._callback,
-                               finished_callback=self._finished)
+            stream = rtmixer.MixerAndRecorder(device=self.device, channels=self.channels,
+                                              samplerate=self.sample_rate,
+                                              blocksize=self.blocksize,
+                                              finished_callback=self._finished)
         except sd.PortAudioError as exc:
             raise open_error(self.name, exc) from exc
+        self._out_rb = rtmixer.RingBuffer(_FLOAT * SPEAKER_CHANNELS,
+                                          _power_of_two(self.lead + self.blocksize))
+        self._in_rb = rtmixer.RingBuffer(
+            _FLOAT * MIC_CHANNELS, _power_of_two(int(MIC_BUFFER_S * self.sample_rate)))
         self._stopping = False
+        self._played = 0  # reference samples the speakers have played, as of the last pass
+        self._top_up()
+        # Both queued before the stream runs: both begin at frame 0 of its first callback.
+        self._play = self._play_from(stream, 0, None)
+        self._rec = self._record_from(stream, 0, None)
         self._stream = stream
         try:
             stream.start()
         except sd.PortAudioError as exc:  # e.g. the device (or JACK server) went meanwhile
             self.stop()
             raise open_error(self.name, exc) from exc
+        self._halt.clear()
+        self._pump_thread = threading.Thread(target=self._pump, args=(stream,),
+                                             name="audio-pump", daemon=True)
+        self._pump_thread.start()
 
     def stop(self) -> None:
         stream, self._stream = self._stream, None
         if stream is None:
             return
         self._stopping = True
+        self._halt.set()
+        if self._pump_thread is not None:
+            self._pump_thread.join()
+            self._pump_thread = None
         if not release_stream(stream) and self._error is None:
             self._error = (f"audio device {self.name!r} stopped responding and could not be "
                            "closed; check that it (or its JACK server) is still there")
+        if self._rec.start is not None:  # what the stream captured before it stopped
+            self._drain_mic()
 
     @property
     def running(self) -> bool:
-        return self._stream is not None and self._stream.active
+        pump = self._pump_thread
+        return (self._stream is not None and self._stream.active
+                and pump is not None and pump.is_alive())
 
     def stats(self) -> BackendStats:
-        return BackendStats(callbacks=self._callbacks, input_overflows=self._in_over,
+        return BackendStats(callbacks=self._blocks, input_overflows=self._in_over,
                             input_underflows=self._in_under, output_underflows=self._out_under,
                             output_overflows=self._out_over,
                             player_underflows=self.player.status().underflows, late_blocks=0,
                             error=self._error)
 
-    # -- real time ------------------------------------------------------------------------
+    # -- the pump -------------------------------------------------------------------------
 
-    def _callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time,
-                  status) -> None:
-        self.player.callback_fill(outdata)
-        recorded = self.recorded
-        if status:
-            if status.input_overflow or status.input_underflow:
-                self._in_over += status.input_overflow
-                self._in_under += status.input_underflow
-                recorded.events.mark(recorded.end, Mark.XRUN, frames)
-            if status.output_underflow:
-                self._out_under += 1
-                reference = self.player.reference
-                reference.events.mark(reference.end - frames, Mark.XRUN, frames)
-            self._out_over += status.output_overflow
-        recorded.write(self._mic(indata))
-        self._callbacks += 1
+    def _pump(self, stream) -> None:
+        try:
+            while not self._halt.wait(PUMP_S):
+                live = stream.actions
+                self._mic_pass(stream, live)
+                self._speaker_pass(stream, live)
+        except Exception as exc:  # a bug: say so; `running` turns False with the thread
+            self._error = f"the audio pump stopped: {type(exc).__name__}: {exc}"
+
+    def _mic_pass(self, stream, live) -> None:
+        rec = self._rec
+        if rec.start is None and not rec.begin(self.recorded, self.sample_rate,
+                                               self.blocksize):
+            return
+        self._blocks += rec.new("blocks")
+        over, under = rec.new("input_overflows"), rec.new("input_underflows")
+        self._in_over += over
+        self._in_under += under
+        before = self.recorded.end
+        self._drain_mic()
+        if over or under:
+            self.recorded.events.mark(before, Mark.XRUN,
+                                      max(self.recorded.end - before, self.blocksize))
+        if rec.action not in live:  # the ring was full (a stall of MIC_BUFFER_S): go on
+            self._in_over += 1
+            self._rec = self._record_from(stream, None, rec.frame0(self.sample_rate))
+
+    def _speaker_pass(self, stream, live) -> None:
+        play, reference = self._play, self.player.reference
+        if play.start is None:
+            if not play.begin(reference, self.sample_rate, self.blocksize):
+                return
+            self._played = play.start
+        under = play.new("output_underflows")
+        self._out_under += under
+        self._out_over += play.new("output_overflows")
+        played = reference.end - self._out_rb.read_available
+        if under:
+            reference.events.mark(self._played, Mark.XRUN,
+                                  max(played - self._played, self.blocksize))
+        self._played = played
+        if play.action in live:
+            self._top_up()
+            return
+        # The ring ran dry (a stall of lead_s) and rtmixer ended the action. Samples queued
+        # after that moment were never played: they are dropped and marked. Silence plays
+        # until the player's samples come again; the new action starts at once, and learns
+        # at which frame once it has.
+        self._out_under += 1
+        unplayed = self._out_rb.read_available
+        self._out_rb.flush()  # safe: no callback reads a ring whose action has ended
+        if unplayed:
+            reference.events.mark(reference.end - unplayed, Mark.XRUN, unplayed)
+        self._out_block.fill(0)
+        for _ in range(self.lead // self.blocksize):
+            self._out_rb.write(self._out_block)
+        self._play = self._play_from(stream, None, play.frame0(self.sample_rate),
+                                     queued=self.lead)
+
+    def _top_up(self) -> None:
+        """Queue the player's next blocks until the speakers' ring is ``lead`` ahead."""
+        while self._out_rb.read_available + self.blocksize <= self.lead:
+            self.player.callback_fill(self._out_block)
+            self._out_rb.write(self._out_block)
+
+    def _drain_mic(self) -> None:
+        while n := self._in_rb.readinto(self._in_block):
+            self.recorded.write(self._mic(self._in_block[:n]))
+
+    def _play_from(self, stream, start: int | None, frame0: float | None,
+                   queued: int = 0) -> _Action:
+        return _Action(stream.play_ringbuffer(self._out_rb, start=_NOW), start, frame0,
+                       queued)
+
+    def _record_from(self, stream, start: int | None, frame0: float | None) -> _Action:
+        return _Action(stream.record_ringbuffer(self._in_rb, channels=list(
+            range(1, MIC_CHANNELS + 1)), start=_NOW), start, frame0)
 
     def _finished(self) -> None:
         if not self._stopping:
             self._error = (f"audio device {self.name!r} stopped delivering audio after "
                            f"{self.recorded.end} samples (disconnected, or its server "
                            "stopped); what was recorded is kept, reconnect it and start again")
+
+
+class _Action:
+    """One of rtmixer's ring actions, with the stream frame it began at (None: started
+    again after a stall, not known yet) and the device flags already counted."""
+
+    def __init__(self, action, start: int | None, frame0: float | None, queued: int = 0):
+        self.action = action
+        self.start = start
+        self._origin = frame0  # stream time of frame 0, to place a restart by
+        self._queued = queued  # silence queued ahead of the ring's next samples
+        self._seen: dict[str, int] = {}
+
+    def frame0(self, sample_rate: int) -> float:
+        """Stream time of frame 0 on this action's clock."""
+        return self.action.actual_time - self.start / sample_rate
+
+    def begin(self, ring: SampleRing, sample_rate: int, blocksize: int) -> bool:
+        """Once a restarted action runs: fill ``ring`` with silence (marked XRUN) up to the
+        frame its samples come back at, so its indices stay stream frames. False before."""
+        started = self.action.actual_time
+        if started == _NOT_STARTED:
+            return False
+        self.start = start_frame(started, self._origin, sample_rate, blocksize)
+        ring.write_silence(max(0, self.start + self._queued - ring.end))
+        return True
+
+    def new(self, flag: str) -> int:
+        """How many more of rtmixer's ``flag`` count this action has seen since asked last."""
+        count = getattr(self.action.stats, flag)
+        new, self._seen[flag] = count - self._seen.get(flag, 0), count
+        return new

@@ -1,10 +1,11 @@
 """Separate PortAudio output and input devices: one playback stream, one capture stream.
 
-The two devices do not share a clock. Each stream's callback does what ``DuplexBackend``'s
-does for its half, with the same rules (copy into preallocated rings, count, never block):
-the output callback fills the block from the player (which writes the reference ring), the
-input callback converts the mic block (``MicConverter``) into ``recorded``. Status flags mark
-XRUN in the ring they concern, as in ``backend_duplex``.
+The two devices do not share a clock. Each stream has a Python callback (unlike
+``DuplexBackend``, whose real-time path is rtmixer's C callback), with the rules of the
+project's real-time code (copy into preallocated rings, count, never block): the output
+callback fills the block from the player (which writes the reference ring), the input
+callback converts the mic block (``MicConverter``) into ``recorded``. Status flags mark
+XRUN in the ring they concern.
 
 Time base: each ring counts from its own stream's first callback, so the latency between
 them is the devices' round trip plus the gap between the two stream starts, different every
