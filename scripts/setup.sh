@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything bgm2pose needs on a fresh Debian machine (as root, or with sudo):
 # system libraries (PortAudio, JACK, libsndfile, Xvfb and the Qt xcb/GL stack) and a
-# virtual environment in .venv with the package, its training and its test extras.
+# virtual environment in .venv with the package, its training, test and camera extras.
 # Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,5 +44,5 @@ pip_install() {
 }
 # torch first and exactly pinned: the CPU wheel lies on this machine kind's disk.
 pip_install torch==2.13.0
-pip_install -e '.[train,test]'
+pip_install -e '.[train,test,camera]'
 echo "setup: done (.venv/bin/bgm2pose is ready)"
