@@ -79,6 +79,14 @@ def session_windows(session: Session, hop_frames: int = FRAMES_PER_WINDOW) -> Se
         first_frame = (start_sample / sr - session.info.pose_offset_s) * fps
         per_window = WINDOW_SAMPLES / sr * fps
         keep = (first_frame >= 0) & (first_frame + per_window - 1 <= len(session.poses) - 1)
+        # Frames a teacher masked (NaN, sensing.teacher.align) never become targets: a window
+        # is kept only if every pose row it interpolates from is finite, and the row after
+        # its last (weight 0 in window_poses, but 0 * NaN is NaN).
+        masked = np.concatenate([[0], np.cumsum(~np.isfinite(session.poses).all(axis=(1, 2)))])
+        rows = np.clip(np.floor(first_frame).astype(np.int64), 0, len(session.poses))
+        ends = np.clip(np.floor(first_frame + per_window - 1).astype(np.int64) + 2, 0,
+                       len(session.poses))
+        keep &= masked[ends] == masked[rows]
         starts, start_sample, first_frame = starts[keep], start_sample[keep], first_frame[keep]
         joints = window_poses(session.poses, first_frame, per_window)
         poses = normalise(joints).reshape(len(starts), FRAMES_PER_WINDOW, 3 * N_JOINTS)
