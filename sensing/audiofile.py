@@ -2,6 +2,7 @@
 
 Decoding is libsndfile's (through soundfile): WAV, FLAC, OGG/Vorbis/Opus, AIFF, CAF, ... and
 MP3 when the bundled libsndfile was built with it (1.1 and later). Resampling is soxr "HQ".
+Playback streams a file in blocks (``stream_music``), so memory does not grow with its length.
 
 Channels: mono is played on both speakers; stereo is kept as (left, right); files with more
 than two channels keep the first two, which are front left and front right in the WAV/FLAC
@@ -10,6 +11,7 @@ channel order (the centre, LFE and surround channels are dropped, not mixed in).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,9 @@ if "MP3" in sf.available_formats():
 
 # Frames decoded from the end of a file to prove it is all there (0.1 s at 48 kHz).
 _TAIL_FRAMES = 4_800
+# File frames decoded at a time when streaming: 0.1 s, a block the player's decoder copies
+# in one step.
+BLOCK_FRAMES = 4_800
 
 
 class AudioFileError(UserError, ValueError):
@@ -57,6 +62,13 @@ def _undecodable(path: Path) -> AudioFileError:
     return AudioFileError(
         f"music file {path} could not be decoded (damaged or not audio); re-export it as "
         "WAV or FLAC"
+    )
+
+
+def _damaged(path: Path) -> AudioFileError:
+    return AudioFileError(
+        f"music file {path} could not be decoded past its header (truncated or damaged); "
+        "re-export it as WAV or FLAC"
     )
 
 
@@ -130,20 +142,55 @@ def check_music(path: str | Path) -> AudioInfo:
     )
 
 
-def read_music(path: str | Path) -> np.ndarray:
-    """Decode a music file to (2, N) float32 at 48 kHz (left, right)."""
+def stream_music(path: str | Path, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """Decode a music file block by block: (2, n) float32 blocks at 48 kHz (left, right).
+
+    The file is checked now (``check_music``); decoding happens as the blocks are taken, about
+    ``block_frames`` file frames at a time, so a track of any length costs a block's memory.
+    The blocks join up to the samples the whole file resampled at once gives, exactly (soxr's
+    streaming resampler carries its filter state from block to block)."""
     path = Path(path)
     info = check_music(path)
+    resampler = None
+    if info.sample_rate != SAMPLE_RATE:
+        resampler = soxr.ResampleStream(info.sample_rate, SAMPLE_RATE, 2, dtype="float32",
+                                        quality="HQ")
+    return _blocks(path, block_frames, resampler)
+
+
+def _blocks(path: Path, block_frames: int,
+            resampler: soxr.ResampleStream | None) -> Iterator[np.ndarray]:
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            buffer = np.empty((block_frames, f.channels), np.float32)
+            while True:
+                data = buffer[:_read(f, buffer)]
+                last = len(data) < block_frames
+                stereo = np.repeat(data, 2, axis=1) if f.channels == 1 else data[:, :2]
+                if resampler is not None:
+                    stereo = resampler.resample_chunk(np.ascontiguousarray(stereo), last=last)
+                if len(stereo):
+                    yield np.ascontiguousarray(stereo.T)
+                if last:
+                    return
     except sf.SoundFileError as exc:
-        raise AudioFileError(
-            f"music file {path} could not be decoded past its header (truncated or damaged); "
-            "re-export it as WAV or FLAC"
-        ) from exc
-    if len(data) == 0:
-        raise _no_audio(path)
-    stereo = np.repeat(data, 2, axis=1) if info.channels == 1 else data[:, :2]
-    if sr != SAMPLE_RATE:
-        stereo = soxr.resample(stereo, sr, SAMPLE_RATE, quality="HQ")
-    return np.ascontiguousarray(stereo.T, dtype=np.float32)
+        raise _damaged(path) from exc
+
+
+def _read(f: sf.SoundFile, buffer: np.ndarray) -> int:
+    """Read the next frames of ``f`` into ``buffer`` (frames, channels) float32; how many.
+
+    Straight through libsndfile: soundfile's ``read`` seeks to where it counts the file to be
+    after every call, and libsndfile's MP3 seek (1.2.2) is not sample-exact, so an MP3 read in
+    blocks came out garbled (the first ~4 000 samples of every 4 800-frame block)."""
+    frames = sf._snd.sf_readf_float(f._file, sf._ffi.cast("float *", buffer.ctypes.data),
+                                     len(buffer))
+    if frames < len(buffer) and f._errorcode:
+        raise sf.LibsndfileError(f._errorcode)
+    return frames
+
+
+def read_music(path: str | Path) -> np.ndarray:
+    """Decode a whole music file to (2, N) float32 at 48 kHz (left, right); playback streams
+    it instead (``stream_music``)."""
+    return np.concatenate(list(stream_music(path)), axis=1)

@@ -1,8 +1,9 @@
 """Gapless playlist playback: a decode-ahead thread feeds the audio callback through a FIFO.
 
 Three parties share a Player without locks:
-- the decoder (a thread started by ``start``, or ``pump`` called by hand) loads tracks, which
-  may take a while, and copies their samples into a preallocated FIFO of ``fifo_frames``;
+- the decoder (a thread started by ``start``, or ``pump`` called by hand) decodes tracks block
+  by block (a music file streams: only its current block is in memory, whatever its length)
+  and copies their samples into a preallocated FIFO of ``fifo_frames``;
 - the audio callback calls ``callback_fill(out)``: it copies the next FIFO samples into ``out``
   (``(frames, 2)`` float32, channels last as PortAudio has it) and writes exactly ``out`` into
   ``reference``, so the reference ring holds what was played, by sample index;
@@ -34,7 +35,9 @@ UNDERFLOW; after the last track (repeat off) it is silence, neither counted nor 
 
 Skipping: a track whose loader raises a ``UserError`` (``AudioFileError`` for a bad file, or
 ``PlayerError`` for an array of the wrong shape) is skipped, remembered with its reason in
-``status().skipped`` and not tried again; playback continues with the next track.
+``status().skipped`` and not tried again; playback continues with the next track. A track that
+fails part-way (a file damaged past where ``check_music`` looked) ends there, and is
+remembered and not tried again the same way.
 """
 
 from __future__ import annotations
@@ -43,14 +46,14 @@ import functools
 import math
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
-from bgm2pose.sensing.audiofile import AudioFileError, check_music, read_music
+from bgm2pose.sensing.audiofile import AudioFileError, check_music, stream_music
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.ring import Mark, SampleRing
 
@@ -72,7 +75,9 @@ class Repeat(Enum):
 @dataclass(frozen=True)
 class Track:
     name: str
-    loader: Callable[[], np.ndarray]  # returns (2, N) float32 at 48 kHz; runs in the decoder
+    # Returns (2, N) float32 at 48 kHz, or an iterator of (2, n) blocks of it (a streamed
+    # file); runs in the decoder.
+    loader: Callable[[], np.ndarray | Iterator[np.ndarray]]
     # Why the track cannot be played, as found when it was made (one sentence with the fix);
     # the player still tries it in turn (its loader raises the reason again, or the file was
     # fixed meanwhile), but whoever lists or records the tracks can say so up front.
@@ -88,7 +93,7 @@ class Track:
             problem = str(exc)
         else:
             problem = None
-        return cls(Path(path).name, functools.partial(read_music, path), problem)
+        return cls(Path(path).name, functools.partial(stream_music, path), problem)
 
 
 @dataclass(frozen=True)
@@ -159,9 +164,9 @@ class Player:
         self._thread: threading.Thread | None = None
         self._error: Exception | None = None
         self._broken: dict[int, SkippedTrack] = {}  # by list index
-        self._cache: tuple[int, np.ndarray] | None = None  # (track id, samples)
         self._dec_track: int | None = 0  # list index to load next; None: nothing left
-        self._data: np.ndarray | None = None
+        self._source: Iterator[np.ndarray] = iter(())  # the rest of the track being decoded
+        self._data: np.ndarray | None = None  # its block being queued
         self._data_id = 0  # track id of `_data`
         self._pos = 0
         # Removed track id -> id of the first listed track that followed it (None: it was
@@ -391,6 +396,12 @@ class Player:
             else:
                 self._load(track)
             return True
+        if self._pos == self._data.shape[1]:
+            if not self._next_block():
+                self._dec_track = self._index_after(self._data_id)
+                self._data = None
+                self._need_boundary = True
+            return True
         reserve = 0 if self._flush else self.block_frames
         cap = self._fifo.shape[0]
         space = cap - (self._fifo_end - self._read) - reserve
@@ -407,10 +418,6 @@ class Player:
             self._push_boundary(write, self._data_id)
         self._fifo_end = write + n  # published last: the callback may now play these
         self._pos += n
-        if self._pos == self._data.shape[1]:
-            self._dec_track = self._index_after(self._data_id)
-            self._data = None
-            self._need_boundary = True
         return True
 
     def _push_boundary(self, index: int, track: int) -> None:
@@ -496,8 +503,6 @@ class Player:
             self._after[removed] = after
         self._broken = {where[old[i]]: SkippedTrack(where[old[i]], s.name, s.reason)
                         for i, s in self._broken.items() if old[i] in where}
-        if self._cache is not None and self._cache[0] not in where:
-            self._cache = None
         load = self._dec_track
         load_id = None if load is None else self._id(load)
         self._listing = (tracks, ids)
@@ -556,11 +561,11 @@ class Player:
         """Load ``track``, or the first playable one after it, as the one to decode."""
         while (track := self._playable(track)) != END:
             try:
-                self._data = self._decode(track)
+                self._source = self._open(track)
+                self._data = self._block(next(self._source, None), self._id(track))
                 break
             except UserError as exc:
-                name = self._listing[0][track].name
-                self._broken[track] = SkippedTrack(track, name, str(exc))
+                self._skip(track, exc)
         self._pos = 0
         self._dec_track = track
         if track != END:
@@ -568,19 +573,38 @@ class Player:
         if self._intent_seq is None:
             self._intent = self._id(track)
 
-    def _decode(self, track: int) -> np.ndarray:
-        track_id = self._id(track)
-        if self._cache is not None and self._cache[0] == track_id:
-            return self._cache[1]
-        name = self._listing[0][track].name
-        data = np.asarray(self._listing[0][track].loader(), dtype=np.float32)
-        if data.ndim != 2 or data.shape[0] != 2 or data.shape[1] == 0:
+    def _open(self, track: int) -> Iterator[np.ndarray]:
+        source = self._listing[0][track].loader()
+        if isinstance(source, Iterator):
+            return source
+        return iter((np.asarray(source, dtype=np.float32),))
+
+    def _block(self, block: np.ndarray | None, track_id: int) -> np.ndarray:
+        if block is None or block.ndim != 2 or block.shape[0] != 2 or block.shape[1] == 0:
+            shape = "nothing" if block is None else f"audio of shape {block.shape}"
             raise PlayerError(
-                f"track {name!r} gave audio of shape {data.shape}; its loader must return "
-                "(2, N) samples with N > 0"
+                f"track {self._names[track_id]!r} gave {shape}; its loader must return "
+                "(2, N) samples with N > 0, or blocks of them"
             )
-        self._cache = (track_id, data)
-        return data
+        return block
+
+    def _next_block(self) -> bool:
+        """Make the next block of the track being decoded current; False at its end (or where
+        it fails, which skips it from then on)."""
+        try:
+            block = next(self._source, None)
+            if block is None:
+                return False
+            self._data = self._block(block, self._data_id)
+        except UserError as exc:
+            if self._data_id in self._listing[1]:
+                self._skip(self._listing[1].index(self._data_id), exc)
+            return False
+        self._pos = 0
+        return True
+
+    def _skip(self, track: int, exc: UserError) -> None:
+        self._broken[track] = SkippedTrack(track, self._listing[0][track].name, str(exc))
 
 
 def _array_track(index: int, samples: np.ndarray) -> Track:

@@ -4,7 +4,9 @@ import tracemalloc
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
+from bgm2pose.sensing.audiofile import AudioFileError
 from bgm2pose.sensing.player import Player, PlayerError, Repeat, Track
 from bgm2pose.sensing.ring import Event, Mark
 
@@ -88,6 +90,27 @@ def test_broken_tracks_are_skipped_with_their_reason(tmp_path):
     assert resampled == 4_800  # 0.1 s at 44.1 kHz is 4 800 samples at 48 kHz
     np.testing.assert_array_equal(played[5_000:9_800, 0], played[5_000:9_800, 1])
     assert status.underflows == 0 and status.finished
+
+
+def test_a_track_that_fails_part_way_ends_there_and_is_not_tried_again():
+    first, second = noise(3_000), noise(1_500)
+
+    def damaged():
+        yield first[:, :1_000]
+        yield first[:, 1_000:2_000]
+        raise AudioFileError("music file d.flac could not be decoded past its header")
+
+    player = Player([Track("damaged", damaged), Track("fine", lambda: second)],
+                    block_frames=500, fifo_frames=2_000, repeat=Repeat.ALL)
+    played = play(player, 20, 250)
+    # Its first 2 000 samples, then the next track, then (repeat all) that one again.
+    np.testing.assert_array_equal(played[:2_000], first[:, :2_000].T)
+    np.testing.assert_array_equal(played[2_000:3_500], second.T)
+    np.testing.assert_array_equal(played[3_500:5_000], second.T)
+    assert track_changes(player)[:3] == [0, 2_000, 3_500]
+    skipped = player.status().skipped
+    assert [(s.index, s.name) for s in skipped] == [(0, "damaged")]
+    assert "past its header" in skipped[0].reason
 
 
 def test_pause_plays_silence_and_keeps_indices_moving():
@@ -214,6 +237,34 @@ def test_callback_fill_allocates_nothing_per_call():
     assert player.status().track == 1 and player.status().underflows == 0
     assert after - before < 1024
     assert peak - before < 2048
+
+
+def test_a_long_music_file_streams_in_blocks_and_plays_as_resampled_whole(tmp_path):
+    # Three minutes of 44.1 kHz stereo: 69 MB once decoded whole at 48 kHz as float32.
+    path = tmp_path / "long.flac"
+    second = np.arange(44_100) / 44_100
+    with sf.SoundFile(path, "w", 44_100, 2, subtype="PCM_16") as f:
+        for k in range(180):
+            f.write(0.3 * np.stack([np.sin(2 * np.pi * (220 + k) * second),
+                                    np.sin(2 * np.pi * (330 + k) * second)], axis=1))
+    player = Player([Track.from_file(path)], block_frames=4_800, fifo_frames=96_000)
+    played = np.empty((20 * 48_000, 2), np.float32)  # the first 20 s
+    tracemalloc.start()
+    try:
+        for block in np.split(played, 200):
+            player.pump()
+            player.callback_fill(block)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    status = player.status()
+    assert status.track == 0 and status.underflows == 0 and not status.skipped
+    # Decoding holds a block or two beside the FIFO (made with the player); the whole file
+    # decoded at once peaked at 130 MB here.
+    assert peak < 2_000_000
+    head = sf.read(path, frames=16 * 44_100, dtype="float32")[0]
+    expected = soxr.resample(head, 44_100, 48_000, quality="HQ")[:15 * 48_000]
+    np.testing.assert_allclose(played[:15 * 48_000], expected, rtol=0, atol=1e-6)
 
 
 def test_bad_settings_are_refused():
