@@ -190,7 +190,15 @@ def _read(f: sf.SoundFile, buffer: np.ndarray) -> int:
     return frames
 
 
-def read_music(path: str | Path) -> np.ndarray:
-    """Decode a whole music file to (2, N) float32 at 48 kHz (left, right); playback streams
-    it instead (``stream_music``)."""
-    return np.concatenate(list(stream_music(path)), axis=1)
+def read_music(path: str | Path, seconds: float | None = None) -> np.ndarray:
+    """Decode a music file to (2, N) float32 at 48 kHz (left, right): all of it, or its first
+    ``seconds`` (decoding no further than they need). Playback streams it instead
+    (``stream_music``)."""
+    want = None if seconds is None else round(seconds * SAMPLE_RATE)
+    blocks, have = [], 0
+    for block in stream_music(path):
+        blocks.append(block)
+        have += block.shape[1]
+        if want is not None and have >= want:
+            break
+    return np.concatenate(blocks, axis=1)[:, :want]

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from bgm2pose.sensing.audiofile import SAMPLE_RATE, check_music, read_music
+from bgm2pose.sensing.audiofile import check_music, read_music
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.session import SESSION_FILE, SessionInfo, write_session
 from bgm2pose.sensing.sim.motion import SUBJECTS, Subject, generate_motion
@@ -58,7 +58,7 @@ class MusicFile:
     def audio(self) -> np.ndarray:
         """(2, N) float32 at 48 kHz, N = ``seconds`` of samples (or the file's, if the
         resampler gave one fewer)."""
-        return read_music(self.path)[:, :round(self.seconds * SAMPLE_RATE)]
+        return read_music(self.path, self.seconds)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,12 @@ def test_read_music_resamples_to_48k_stereo(tmp_path, name, kwargs, sr, channels
         assert np.array_equal(out[0], out[1])
 
 
+def test_the_start_of_a_file_is_the_start_of_the_whole(tmp_path):
+    path = tmp_path / "tone.wav"
+    sf.write(path, _tones([440, 660], 44_100, seconds=3.0), 44_100)
+    np.testing.assert_array_equal(read_music(path, 1.25), read_music(path)[:, :60_000])
+
+
 def test_six_channel_wav_keeps_front_left_and_right(tmp_path):
     path = tmp_path / "surround.wav"
     freqs = [1000, 2000, 3000, 4000, 5000, 6000]
