@@ -26,9 +26,9 @@ from OpenGL import GL
 from PyQt6 import QtCore, QtGui, QtOpenGL, QtWidgets
 from pyqtgraph.opengl.GLViewWidget import GLViewMixin
 
-from bgm2pose.models.skeleton import BONES, INDEX, LEFT, N_JOINTS, RIGHT, as_joints
 from bgm2pose.sensing.sim.rig import Rig
 from bgm2pose.sensing.sim.subjects import SUBJECTS
+from bgm2pose.sensing.skeleton import BONES, INDEX, LEFT, N_JOINTS, RIGHT, as_joints
 
 # Hip-spine length of the average subject (S1, 1.75 m): the scale of a normalised pose.
 NOMINAL_HIP_SPINE_M = float(np.linalg.norm(SUBJECTS[0].offsets()[INDEX["Spine"]]))

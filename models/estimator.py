@@ -39,7 +39,7 @@ import numpy as np
 from bgm2pose.models.inference import PoseModel
 from bgm2pose.models.metrics import mae, pckh
 from bgm2pose.models.posefeed import LiveStats, PoseFeed, PoseUpdate
-from bgm2pose.models.skeleton import normalise
+from bgm2pose.sensing.skeleton import normalise
 from bgm2pose.models.windows import window_poses
 from bgm2pose.sensing.aligner import AlignedWindow, Aligner
 from bgm2pose.sensing.backends import AudioBackend

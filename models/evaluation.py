@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from bgm2pose.models.metrics import evaluate
-from bgm2pose.models.skeleton import PARTS
+from bgm2pose.sensing.skeleton import PARTS
 
 
 def mean_pose_prediction(mean_pose: np.ndarray, n: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bgm2pose.models.skeleton import BONES, as_joints
+from bgm2pose.sensing.skeleton import BONES, as_joints
 
 _COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
             (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))

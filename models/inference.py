@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bgm2pose.models.skeleton import N_JOINTS
+from bgm2pose.sensing.skeleton import N_JOINTS
 from bgm2pose.sensing.errors import UserError, require_file
 from bgm2pose.sensing.features import CHANNELS, FRAMES_PER_WINDOW, N_MELS
 

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from bgm2pose.models.metrics import mae, mae_per_axis, pckh
-from bgm2pose.models.skeleton import PARTS
 from bgm2pose.sensing.features import CHANNELS, FeatureStats, network_inputs
+from bgm2pose.sensing.skeleton import PARTS
 
 MEL_POOL = 4
 # (input, regressor) pairs; the MLP runs on the excerpt input only, where the music is gone.

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bgm2pose.models.skeleton import INDEX, PARTS, SkeletonError, as_joints
 from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.skeleton import INDEX, PARTS, SkeletonError, as_joints
 
 PCKH_KS: tuple[int, ...] = (1, 2, 3, 4)
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from bgm2pose.models.skeleton import N_JOINTS
+from bgm2pose.sensing.skeleton import N_JOINTS
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.features import FRAMES_PER_WINDOW, N_MELS
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bgm2pose.models.skeleton import N_JOINTS, normalise
+from bgm2pose.sensing.skeleton import N_JOINTS, normalise
 from bgm2pose.sensing.errors import InputWarning
 from bgm2pose.sensing.features import (
     CHANNELS, FRAMES_PER_WINDOW, HOP, N_MELS, WINDOW_SAMPLES, frame_features, windows_from_frames,

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bgm2pose.models.skeleton import N_JOINTS
+from bgm2pose.sensing.skeleton import N_JOINTS
 from bgm2pose.sensing.backend_virtual import PoseTape, VirtualScene
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.ring import RingError, SampleRing

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bgm2pose.models.skeleton import INDEX, N_JOINTS
 from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.skeleton import INDEX, N_JOINTS
 
 REFERENCE_HEIGHT = 1.75  # m, the height the base radii are for
 

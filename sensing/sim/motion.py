@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bgm2pose.models import skeleton
+from bgm2pose.sensing import skeleton
 from bgm2pose.sensing.sim.rig import Rig
 from bgm2pose.sensing.sim.subjects import SUBJECTS, Subject, random_subject
 

@@ -56,13 +56,13 @@ import numpy as np
 import scipy.fft as sfft
 from scipy.signal import firwin2, lfilter
 
-from bgm2pose.models.skeleton import N_JOINTS
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.sim import body as body_model
 from bgm2pose.sensing.sim import scattering, speaker
 from bgm2pose.sensing.sim.moving_paths import mix_moving_paths
 from bgm2pose.sensing.sim.rig import SPEED_OF_SOUND, Rig
 from bgm2pose.sensing.sim.room import RoomResponse, reflect, room_response
+from bgm2pose.sensing.skeleton import N_JOINTS
 
 POSE_FPS = 120
 # Noise defaults (RMS dB re full scale, see the module docstring): a quiet room with the

@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bgm2pose.models.skeleton import INDEX
 from bgm2pose.sensing.features import CHANNELS, N_FFT, SAMPLE_RATE, frame_features, mel_filterbank
 from bgm2pose.sensing.sim.render import POSE_FPS, render_session
 from bgm2pose.sensing.sim.rig import SURFACES, Rig
+from bgm2pose.sensing.skeleton import INDEX
 
 BANDS_HZ = ((0, 1000), (1000, 4000), (4000, 12000), (12000, 24000))
 MIC_CHANNELS = ("W", "X", "Y", "Z")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bgm2pose.models import skeleton
+from bgm2pose.sensing import skeleton
 
 _I = skeleton.INDEX
 # Height of the ToeBase joint (ball of the foot) above the floor, fraction of H (~1.4 cm).

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bgm2pose.models.skeleton import N_JOINTS
+from bgm2pose.sensing.skeleton import N_JOINTS
 from bgm2pose.sensing.errors import UserError
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bgm2pose.models.skeleton import N_JOINTS
+from bgm2pose.sensing.skeleton import N_JOINTS
 from bgm2pose.sensing.teacher import TeacherError, TeacherPoses
 
 MIN_CONFIDENCE = 0.5

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bgm2pose.models.skeleton import N_JOINTS
+from bgm2pose.sensing.skeleton import N_JOINTS
 from bgm2pose.sensing.teacher import PoseTeacher, TeacherError, TeacherPoses
 from bgm2pose.sensing.teacher.mapping import joints_from_landmarks
 

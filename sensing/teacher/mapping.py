@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bgm2pose.models.skeleton import INDEX, N_JOINTS
 from bgm2pose.sensing.sim.subjects import Subject
+from bgm2pose.sensing.skeleton import INDEX, N_JOINTS
 
 N_LANDMARKS = 33
 # MediaPipe Pose landmark indices used here.

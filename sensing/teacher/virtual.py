@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bgm2pose.models.skeleton import N_JOINTS
+from bgm2pose.sensing.skeleton import N_JOINTS
 from bgm2pose.sensing.teacher import PoseTeacher, TeacherError, TeacherPoses
 
 TRUTH_FPS = 120

@@ -55,9 +55,9 @@ def standin_model(tmp_path_factory):
     from torch import nn
 
     from bgm2pose.models.export import export_onnx
-    from bgm2pose.models.skeleton import normalise
     from bgm2pose.sensing.features import FeatureStats
     from bgm2pose.sensing.sim.subjects import SUBJECTS
+    from bgm2pose.sensing.skeleton import normalise
 
     rest = normalise(SUBJECTS[0].rest_pose())
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from bgm2pose.models.inference import PoseModel
-from bgm2pose.models.skeleton import normalise
+from bgm2pose.sensing.skeleton import normalise
 from bgm2pose.models.windows import window_poses
 from bgm2pose.sensing.features import window_features
 from bgm2pose.sensing.session import read_session

@@ -18,9 +18,9 @@ from bgm2pose.models.export import export_onnx
 from bgm2pose.models.metrics import mae, pckh
 from bgm2pose.models.networks import preset
 from bgm2pose.models.posefeed import LiveStats, PoseFeed, PoseUpdate
-from bgm2pose.models.skeleton import normalise
 from bgm2pose.sensing.features import window_features
 from bgm2pose.sensing.sim.subjects import SUBJECTS
+from bgm2pose.sensing.skeleton import normalise
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 FS = 48_000

@@ -5,7 +5,7 @@ from bgm2pose.models.learnability import (
     axes_summary, comparison_markdown, excerpt_inputs, fit_ridge, leave_one_subject_out, predict_ridge, report_markdown,
     summary,
 )
-from bgm2pose.models.skeleton import PARTS
+from bgm2pose.sensing.skeleton import PARTS
 
 
 def _dataset(n_per_subject=120, subjects=4, seed=0):

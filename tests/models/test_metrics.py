@@ -4,8 +4,8 @@ import pytest
 from bgm2pose.models.metrics import (
     MetricsError, evaluate, mae, mae_per_axis, pck_curve, pckh, rmse,
 )
-from bgm2pose.models.skeleton import INDEX, PARTS
 from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.skeleton import INDEX, PARTS
 
 
 def _two_frames():

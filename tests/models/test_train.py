@@ -18,7 +18,7 @@ from bgm2pose.models.inference import PoseModel
 from bgm2pose.models.losses import loss_weights
 from bgm2pose.models.metrics import mae
 from bgm2pose.models.networks import preset
-from bgm2pose.models.skeleton import normalise
+from bgm2pose.sensing.skeleton import normalise
 from bgm2pose.models.train import (
     CHECKPOINT, MIN_IMPROVEMENT, TERMS, SubjectDiscriminator, TrainConfig, TrainError, TrainStep,
     _start_at_mean_pose, load_checkpoint, model_from_checkpoint, predict, train,

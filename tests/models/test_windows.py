@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from bgm2pose.models.skeleton import normalise
 from bgm2pose.models.windows import aligned_audio, session_windows, window_poses
 from bgm2pose.sensing.errors import InputWarning
 from bgm2pose.sensing.features import window_features
 from bgm2pose.sensing.session import Session, SessionInfo
+from bgm2pose.sensing.skeleton import normalise
 
 
 def _session(seconds=2.4, latency=0, poses=None, offset=0.0):

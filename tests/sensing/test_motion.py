@@ -4,7 +4,7 @@ streaming == offline, and enough variety to learn from."""
 import numpy as np
 import pytest
 
-from bgm2pose.models import skeleton
+from bgm2pose.sensing import skeleton
 from bgm2pose.sensing.sim.motion import FPS, MotionError, MotionGenerator, generate_motion
 from bgm2pose.sensing.sim.rig import Rig
 from bgm2pose.sensing.sim.subjects import SUBJECTS, Subject, SubjectError, random_subject

@@ -61,8 +61,8 @@ def test_a_recording_joined_mid_run_keeps_audio_and_pose_alignment(tmp_path):
     file sample k is ring sample first + k for mic and reference, and the poses (row 0 at
     ring frame ceil(first / 400), pose_offset_s its time) give the same training windows as
     the poses of a recording made from sample 0."""
-    from bgm2pose.models.skeleton import normalise
     from bgm2pose.models.windows import session_windows, window_poses
+    from bgm2pose.sensing.skeleton import normalise
 
     played = music(4.0)
     player = Player([played], fifo_frames=played.shape[1] + FS)

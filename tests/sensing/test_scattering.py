@@ -6,12 +6,12 @@ segments vertical, placed midway."""
 import numpy as np
 import pytest
 
-from bgm2pose.models.skeleton import BONES, INDEX
 from bgm2pose.sensing.sim.body import Body, BodyError, dress
 from bgm2pose.sensing.sim.rig import SPEED_OF_SOUND as C
 from bgm2pose.sensing.sim.scattering import (
     ScatteringError, reflection_filter, reflection_paths, shadow_response,
 )
+from bgm2pose.sensing.skeleton import BONES, INDEX
 
 SPEAKER = np.array([0.0, 1.2, 0.0])
 MIC = np.array([0.0, 1.2, 3.0])

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from bgm2pose.models.skeleton import INDEX
 from bgm2pose.sensing.sim.motion import SUBJECTS, generate_motion
 from bgm2pose.sensing.sim.rig import Rig
 from bgm2pose.sensing.sim.sensitivity import (
     BANDS_HZ, Change, body_path_variants, markdown, rest_pose, signature, straight_arm,
     variants_markdown,
 )
+from bgm2pose.sensing.skeleton import INDEX
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-from bgm2pose.models.skeleton import INDEX
+from bgm2pose.sensing.skeleton import INDEX
 from bgm2pose.sensing.teacher import TeacherError
 from bgm2pose.sensing.teacher.camera import CameraTeacher
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import skimage.data
-from bgm2pose.models.skeleton import BONES, INDEX, JOINTS, normalise
 from bgm2pose.sensing.sim.motion import MotionGenerator
 from bgm2pose.sensing.sim.rig import Rig
 from bgm2pose.sensing.sim.subjects import SUBJECTS
+from bgm2pose.sensing.skeleton import BONES, INDEX, JOINTS, normalise
 from bgm2pose.sensing.teacher.camera import PoseDetector
 from bgm2pose.sensing.teacher.mapping import DIRECT, joints_from_landmarks
 

@@ -3,8 +3,9 @@
 Poses are arrays of shape (..., 21, 3) in the order of ``JOINTS``, x, y, z per joint, y up.
 The flat layout used by the data set and the networks is (..., 63) = x0, y0, z0, x1, ...
 
-This module is plain numpy on purpose: the virtual rig (``bgm2pose.sensing.sim``) dresses
-the same skeleton with capsules, and must not pull in torch to do so.
+It lives in ``sensing`` beside what senses and simulates poses (the virtual rig dresses it
+with capsules, the teachers map landmarks onto it), so that ``sensing`` imports nothing of
+``models``; and it is plain numpy, so none of them pulls in torch.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bgm2pose.models.skeleton import (
+from bgm2pose.sensing.skeleton import (
     BONES, INDEX, JOINTS, LEFT, N_JOINTS, PARENTS, PARTS, RIGHT, SkeletonError, as_joints,
     bone_lengths, normalise,
 )
