@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+from bgm2pose.app import teach
 from bgm2pose.app.live_engine import BACKENDS, LiveEngine, LiveOptions
 from bgm2pose.models.estimator import POLICIES
 from bgm2pose.models.posefeed import LiveStats, PoseUpdate
@@ -74,6 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     p.add_argument("--record", type=Path, metavar="DIR",
                    help="record the session (mic, reference, poses) into this new folder")
+    teach.add_arguments(p)
     p.add_argument("--json-lines", metavar="FILE",
                    help="write one JSON object per pose frame to FILE ('-' for stdout)")
     p.add_argument("--fast", action="store_true",
@@ -184,10 +186,15 @@ def run(args: argparse.Namespace) -> int:
                 open(args.json_lines, "w"))
             lines = JsonLines(out)
         recorder = None
+        teacher = teach.make_teacher(args, engine)
         if args.record:
             recorder = SessionRecorder(args.record, engine.backend.recorded,
                                        engine.player.reference, engine.session_info("bgm2pose run"),
-                                       ground_truth=engine.backend.ground_truth)
+                                       ground_truth=None if teacher else engine.backend.ground_truth,
+                                       teacher=teacher, min_confidence=args.min_confidence)
+        if teacher is not None:  # first: a video as the camera starts with the audio
+            stack.callback(teacher.stop)
+            teacher.start()
         t0 = time.monotonic()
         interrupted = False
         try:
@@ -221,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
         if recorder is not None and not recorder.error:
             print(f"recorded {recorder.seconds:.1f} s into {args.record}", file=sys.stderr)
     problem = (engine.backend.stats().error or engine.estimator.error
-               or (recorder.error if recorder is not None else None))
+               or (recorder.error if recorder is not None else None)
+               or getattr(teacher, "error", None))
     if problem:
         print(f"bgm2pose run: {problem}", file=sys.stderr)
         return 1

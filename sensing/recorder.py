@@ -3,7 +3,11 @@
 A thread copies, from ring sample ``first_sample`` on (0: from the backend's first callback),
 the recorded ring (4 ch, internal B-format) to ``mic.flac``, the reference ring (2 ch) to
 ``reference.flac`` and, on the virtual rig, the ground-truth poses to ``poses.npy``. A rig
-that knows no poses (a real room) leaves ``poses.npy`` out: the session is unlabelled. A
+that knows no poses (a real room) leaves ``poses.npy`` out: the session is unlabelled. With a
+``teacher`` (``sensing.teacher``) the poses are the teacher's instead, resampled onto the
+120 fps frames with their confidences in ``confidence.npy`` and masked frames NaN
+(``teacher.align``); the recorder writes a frame once the teacher's poses around it are known
+(``lag_s`` plus the largest gap it interpolates across), the rest when it stops. A
 recorder can so join a running pipeline: ``first_sample`` = the rings' current end. ``session.toml`` is written at ``start`` (so even a
 killed recording is a session folder) and rewritten by ``stop`` with what the run found.
 
@@ -44,8 +48,10 @@ import tomli_w
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.ring import RingError, SampleRing
 from bgm2pose.sensing.session import (
-    MIC_FILE, POSE_SHAPE, POSES_FILE, REFERENCE_FILE, SESSION_FILE, SessionInfo,
+    CONFIDENCE_FILE, MIC_FILE, POSE_SHAPE, POSES_FILE, REFERENCE_FILE, SESSION_FILE, SessionInfo,
 )
+from bgm2pose.sensing.teacher import PoseTeacher
+from bgm2pose.sensing.teacher.align import MAX_GAP_S, MIN_CONFIDENCE, check_min_confidence, resample
 
 POSE_FPS = 120
 _CHUNK = 48_000  # samples copied per file per pass: bounded work and memory
@@ -95,16 +101,18 @@ class _FlacStream:
 
 
 class _PoseStream:
-    """``poses.npy`` appended to frame by frame; its header always states the frames on disk."""
+    """A float32 ``.npy`` of (frames, *row) appended to frame by frame (``poses.npy``,
+    ``confidence.npy``); its header always states the frames on disk."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, row: tuple[int, ...] = POSE_SHAPE):
         self.path = path
+        self.row = row
         self.frames = 0
         self._fh = open(path, "w+b")
         self._header()
 
     def _header(self) -> None:
-        shape = (self.frames, *POSE_SHAPE)
+        shape = (self.frames, *self.row)
         text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
         prefix = b"\x93NUMPY\x01\x00"
         body = text.ljust(_NPY_HEADER - len(prefix) - 2 - 1) + "\n"
@@ -112,7 +120,7 @@ class _PoseStream:
         self._fh.write(prefix + len(body).to_bytes(2, "little") + body.encode("latin1"))
 
     def write(self, poses: np.ndarray) -> None:
-        self._fh.seek(_NPY_HEADER + self.frames * 4 * POSE_SHAPE[0] * POSE_SHAPE[1])
+        self._fh.seek(_NPY_HEADER + self.frames * 4 * int(np.prod(self.row)))
         self._fh.write(np.ascontiguousarray(poses, "<f4").tobytes())
         self.frames += len(poses)
 
@@ -132,13 +140,15 @@ class SessionRecorder:
     ``ground_truth(start_sample, n)`` (``AudioBackend.ground_truth``) gives the poses of the
     frames in recorded samples [start_sample, start_sample + n), or None (no poses recorded).
     ``first_sample``: the ring index the recording starts at (``info.pose_offset_s`` is set
-    from it).
+    from it). ``teacher``: label with a started pose teacher instead; its frames with a joint
+    below ``min_confidence`` are masked.
     """
 
     def __init__(self, folder: str | Path, recorded: SampleRing, reference: SampleRing,
                  info: SessionInfo,
                  ground_truth: Callable[[int, int], np.ndarray | None] | None = None,
-                 flush_s: float = 0.5, first_sample: int = 0):
+                 flush_s: float = 0.5, first_sample: int = 0,
+                 teacher: PoseTeacher | None = None, min_confidence: float = MIN_CONFIDENCE):
         if not 0 < flush_s <= 1.0:
             raise RecorderError(f"flush interval {flush_s} s must be in (0, 1]; a crash keeps "
                                 "the audio up to the last flush")
@@ -153,10 +163,16 @@ class SessionRecorder:
         if first_sample < 0:
             raise RecorderError(f"first sample {first_sample} is negative; rings count from 0, "
                                 "so start at 0 or at a later ring index")
+        if teacher is not None and ground_truth is not None:
+            raise RecorderError("both a ground truth and a teacher given; a session's poses come "
+                                "from one of them")
         self.recorded = recorded
         self.reference = reference
         self.info = info
         self.ground_truth = ground_truth
+        self.teacher = teacher
+        self.min_confidence = check_min_confidence(min_confidence)
+        self._hold = 0 if teacher is None else round((teacher.lag_s + MAX_GAP_S) * info.sample_rate)
         self.flush_s = flush_s
         self.first_sample = first_sample
         self.lost_samples = 0
@@ -166,6 +182,7 @@ class SessionRecorder:
         info.pose_offset_s = (self._first_frame * self._frame - first_sample) / info.sample_rate
         self._streams: tuple[_FlacStream, _FlacStream] | None = None
         self._poses: _PoseStream | None = None  # opened with the first poses the rig knows
+        self._confidence: _PoseStream | None = None  # and this with a teacher's first
         self._poses_ended = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -203,8 +220,9 @@ class SessionRecorder:
         try:
             for stream in self._streams:
                 stream.close()
-            if self._poses is not None:
-                self._poses.close()
+            for stream in (self._poses, self._confidence):
+                if stream is not None:
+                    stream.close()
             self._write_info(complete=True)
         except (OSError, sf.SoundFileError) as exc:
             self.error = self.error or self._write_failed(exc)
@@ -220,9 +238,9 @@ class SessionRecorder:
     def _run(self) -> None:
         try:
             while not self._stop.wait(self.flush_s):
-                self._copy()
+                self._copy(final=False)
                 self._flush()
-            self._copy()  # the rest, up to where the rings ended
+            self._copy(final=True)  # the rest, up to where the rings ended
         except (OSError, sf.SoundFileError) as exc:  # keep what is on disk, say why
             self.error = self._write_failed(exc)
         except Exception as exc:  # a bug: still keep what is on disk and say so
@@ -237,14 +255,14 @@ class SessionRecorder:
                 "free space on that disk (or raise the file-size limit), or record to another "
                 "folder")
 
-    def _copy(self) -> None:
+    def _copy(self, final: bool) -> None:
         mic, ref = self._streams
         while True:
             # Both files stop at the same ring index: the audio callback fills one ring before
             # the other, and a stop between the two must not leave them of different lengths.
             end = min(self.recorded.end, self.reference.end)
             moved = self._move(self.recorded, mic, end) + self._move(self.reference, ref, end)
-            self._move_poses(mic.written)
+            self._move_poses(mic.written, final)
             if not moved:
                 return
 
@@ -265,15 +283,16 @@ class SessionRecorder:
         stream.write(audio)
         return n
 
-    def _move_poses(self, mic_written: int) -> None:
-        if self.ground_truth is None or self._poses_ended:
+    def _move_poses(self, mic_written: int, final: bool) -> None:
+        if self._poses_ended or (self.ground_truth is None and self.teacher is None):
             return
         first = self._first_frame + (0 if self._poses is None else self._poses.frames)
-        stop = -(-(self.first_sample + mic_written) // self._frame)
+        known = self.first_sample + mic_written - (0 if final else self._hold)
+        stop = -(-known // self._frame)
         if stop <= first:
             return
         try:
-            poses = self.ground_truth(first * self._frame, (stop - first) * self._frame)
+            poses, confidence = self._labels(first, stop, self.first_sample + mic_written)
         except RingError:  # frames already forgotten: the pose file ends here
             self._poses_gone()
             return
@@ -282,25 +301,44 @@ class SessionRecorder:
         if self._poses is None:
             # Row 0 is ring frame _first_frame: no frame was written before this one.
             self._poses = _PoseStream(self.folder / POSES_FILE)
+            if confidence is not None:
+                self._confidence = _PoseStream(self.folder / CONFIDENCE_FILE, POSE_SHAPE[:1])
         self._poses.write(poses)
+        if confidence is not None:
+            self._confidence.write(confidence)
+
+    def _labels(self, first: int, stop: int,
+                end: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Poses (and a teacher's confidences) of ring frames [first, stop); ``end``: the
+        ring index the recording has reached, which no teacher pose is asked beyond."""
+        if self.teacher is None:
+            return self.ground_truth(first * self._frame, (stop - first) * self._frame), None
+        rate = self.info.sample_rate
+        gap = MAX_GAP_S * rate
+        taught = self.teacher.poses(first * self._frame - gap, min(stop * self._frame + gap, end))
+        return resample(taught, first, stop - first, self._frame, rate, self.min_confidence)
 
     def _poses_gone(self) -> None:
-        if self._poses is not None:
-            self._poses.close()
-            self._poses = None
+        for stream in (self._poses, self._confidence):
+            if stream is not None:
+                stream.close()
+        self._poses = self._confidence = None
         self._poses_ended = True
         self.error = "the ground-truth poses fell out of the pose tape; poses.npy stops early"
 
     def _flush(self) -> None:
         for stream in self._streams:
             stream.flush()
-        if self._poses is not None:
-            self._poses.flush()
+        for stream in (self._poses, self._confidence):
+            if stream is not None:
+                stream.flush()
 
     def _write_info(self, complete: bool) -> None:
         self.info.provenance = {
             **self.info.provenance, "recorded": self._started.isoformat(timespec="seconds"),
             "complete": complete and self.error is None, "lost_samples": self.lost_samples,
             **({"error": self.error} if self.error else {}),
+            **({"teacher": {**self.teacher.describe(), "min_confidence": self.min_confidence}}
+               if self.teacher is not None else {}),
         }
         (self.folder / SESSION_FILE).write_text(tomli_w.dumps(asdict(self.info)))

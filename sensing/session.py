@@ -5,7 +5,10 @@ Layout (DESIGN.md "Data"):
   mic.flac         4 channels as recorded (in ``mic_convention``), 24-bit
   reference.flac   2 channels (left, right) exactly as played, 24-bit
   poses.npy        (frames, 21, 3) float32, metres, y up, at ``pose_fps``; optional: a
-                   session without it (or with 0 frames) is unlabelled, ``Session.poses`` None
+                   session without it (or with 0 frames) is unlabelled, ``Session.poses`` None;
+                   a frame a teacher was unsure of is NaN (never a training target)
+  confidence.npy   (frames, 21) float32 in [0, 1]: a teacher's confidence in each joint of
+                   ``poses.npy`` (``sensing.teacher``); only in sessions a teacher labelled
 
 Time base: sample n of ``mic.flac`` was captured while sample ``n - latency_samples`` of
 ``reference.flac`` was being played (so a simulated session has latency 0). Pose frame f
@@ -30,6 +33,7 @@ SESSION_FILE = "session.toml"
 MIC_FILE = "mic.flac"
 REFERENCE_FILE = "reference.flac"
 POSES_FILE = "poses.npy"
+CONFIDENCE_FILE = "confidence.npy"
 FORMAT_VERSION = 1
 POSE_SHAPE = (21, 3)  # joints x (x, y, z) of each pose frame
 # How session.toml must write each kind of SessionInfo field (TOML integers count as floats).

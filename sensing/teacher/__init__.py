@@ -73,6 +73,8 @@ class PoseTeacher(ABC):
     """A source of ``TeacherPoses``; ``start`` before asking, ``stop`` when done."""
 
     name: str
+    # Every pose stamped before (clock now - lag_s) is known: how long a recorder waits.
+    lag_s: float
 
     def start(self) -> None:
         """Begin watching (a camera opens here)."""
@@ -83,6 +85,10 @@ class PoseTeacher(ABC):
     @abstractmethod
     def poses(self, start_sample: int, stop_sample: int) -> TeacherPoses:
         """The poses stamped in audio samples [start_sample, stop_sample) known so far."""
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """The teacher and its settings, for the session's provenance."""
 
     def __enter__(self) -> PoseTeacher:
         self.start()

@@ -31,6 +31,9 @@ from bgm2pose.sensing.teacher.mapping import joints_from_landmarks
 INSTALL_HINT = ("install it with `.venv/bin/pip install -e '.[camera]'` (scripts/setup.sh "
                 "does)")
 _POLL_S = 0.005  # how often a paced video checks the audio clock
+# How long MediaPipe may take over a frame before a recorder stops waiting for it (it takes
+# 30-60 ms on one core).
+PROCESSING_S = 1.0
 
 
 def require():
@@ -110,6 +113,7 @@ class CameraTeacher(PoseTeacher):
         self.sample_rate = sample_rate
         self.clock = clock
         self.latency_s = latency_s
+        self.lag_s = latency_s + PROCESSING_S
         self.error: str | None = None
         # Frames seen so far, in capture order; appended by the thread, sliced by poses().
         self._stamps: list[float] = []
@@ -119,6 +123,7 @@ class CameraTeacher(PoseTeacher):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._capture = None
+        self._origin = 0
 
     def start(self) -> None:
         if self._thread is not None:
@@ -152,6 +157,11 @@ class CameraTeacher(PoseTeacher):
             return False
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    def describe(self) -> dict:
+        source = self.source if isinstance(self.source, int) else str(self.source)
+        return {"name": self.name, "source": source, "latency_setting_s": self.latency_s,
+                **({"origin_sample": self._origin} if isinstance(self.source, Path) else {})}
 
     def poses(self, start_sample: int, stop_sample: int) -> TeacherPoses:
         with self._lock:

@@ -2,9 +2,10 @@
 
 ``truth(start_sample, n)`` is ``AudioBackend.ground_truth``: the 120 fps poses whose time lies
 in recorded samples [start_sample, start_sample + n), pose frame f at sample f * rate / 120.
-The teacher sees every ``120 / fps``-th of them. A camera pipeline reports a pose some time
-after it was true and, unless corrected, the pose is stamped when it arrives: so the pose of
-truth frame f is stamped ``latency_s`` late, at f * rate / 120 + latency_s * rate. Noise is
+The teacher sees every ``120 / fps``-th of them. A camera pipeline reports a pose ``latency_s``
+after it was true and stamps it with its arrival less the latency it was told
+(``correction_s``, the camera latency setting): so the pose of truth frame f is stamped at
+f * rate / 120 + (latency_s - correction_s) * rate, true when the setting is right. Noise is
 Gaussian on every coordinate, ``noise_cm`` the RMS 3D error of a joint, drawn per frame from
 (seed, frame) so asking twice for a frame gives the same pose. Every joint is seen
 (confidence 1).
@@ -27,7 +28,8 @@ class VirtualTeacher(PoseTeacher):
     name = "virtual"
 
     def __init__(self, truth: Callable[[int, int], np.ndarray | None], sample_rate: int = 48_000,
-                 noise_cm: float = 2.0, latency_s: float = 0.0, fps: int = 30, seed: int = 0):
+                 noise_cm: float = 2.0, latency_s: float = 0.0, correction_s: float = 0.0,
+                 fps: int = 30, seed: int = 0):
         if sample_rate % TRUTH_FPS:
             raise TeacherError(f"sample rate {sample_rate} Hz is not a whole number of samples "
                                f"per {TRUTH_FPS} fps pose frame; use 48000 Hz")
@@ -37,20 +39,24 @@ class VirtualTeacher(PoseTeacher):
         if not 0 <= noise_cm <= 50:
             raise TeacherError(f"teacher noise {noise_cm} cm is outside 0..50 cm; a camera "
                                "teacher errs by a few cm, so use e.g. 3")
-        if not 0 <= latency_s <= 2:
-            raise TeacherError(f"teacher latency {latency_s} s is outside 0..2 s; a camera "
-                               "reports a pose after it happened, typically 0.05-0.2 s")
+        for name, value in (("latency", latency_s), ("latency setting", correction_s)):
+            if not 0 <= value <= 2:
+                raise TeacherError(f"teacher {name} {value} s is outside 0..2 s; a camera "
+                                   "reports a pose after it happened, typically 0.05-0.2 s")
         self.truth = truth
         self.sample_rate = sample_rate
         self.noise_cm = noise_cm
         self.latency_s = latency_s
+        self.correction_s = correction_s
+        # Poses of a time are all known this long after it (the recorder waits for them).
+        self.lag_s = max(0.0, latency_s - correction_s)
         self.step = TRUTH_FPS // fps  # truth frames per teacher frame
         self.seed = seed
         self._frame_samples = sample_rate // TRUTH_FPS
 
     def poses(self, start_sample: int, stop_sample: int) -> TeacherPoses:
         period = self.step * self._frame_samples
-        delay = self.latency_s * self.sample_rate
+        delay = (self.latency_s - self.correction_s) * self.sample_rate
         first = max(0, math.ceil((start_sample - delay) / period))
         stop = max(first, math.ceil((stop_sample - delay) / period))
         if stop == first:
@@ -64,3 +70,8 @@ class VirtualTeacher(PoseTeacher):
             joints[i] += np.random.default_rng([self.seed, k]).normal(0.0, sigma, (N_JOINTS, 3))
         frames = np.arange(first, stop)
         return TeacherPoses(frames * period + delay, joints, np.ones((len(frames), N_JOINTS)))
+
+    def describe(self) -> dict:
+        return {"name": self.name, "noise_cm": self.noise_cm, "latency_s": self.latency_s,
+                "latency_setting_s": self.correction_s,
+                "fps": TRUTH_FPS // self.step, "seed": self.seed}

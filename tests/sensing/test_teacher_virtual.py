@@ -31,12 +31,16 @@ def test_a_teacher_without_flaws_sees_every_fourth_frame_at_30_fps(tape):
     assert np.all(got.confidence == 1)
 
 
-def test_latency_stamps_each_pose_late(tape):
+def test_latency_stamps_each_pose_late_by_what_the_setting_leaves_uncorrected(tape):
     got = VirtualTeacher(truth_of(tape), noise_cm=0, latency_s=0.1, fps=30).poses(0, 48_000)
     # The pose true at frame 4k arrives 0.1 s (4800 samples) later.
     k = np.arange(27)
     np.testing.assert_array_equal(got.sample, k * 1600 + 4800)
     np.testing.assert_array_equal(got.joints, tape[4 * k])
+    right = VirtualTeacher(truth_of(tape), noise_cm=0, latency_s=0.1, correction_s=0.1, fps=30)
+    np.testing.assert_array_equal(right.poses(0, 48_000).sample, np.arange(30) * 1600)
+    too_much = VirtualTeacher(truth_of(tape), noise_cm=0, latency_s=0.1, correction_s=0.15)
+    np.testing.assert_allclose(too_much.poses(-2400, 16_000).sample, np.arange(12) * 1600 - 2400)
 
 
 def test_noise_has_the_chosen_size_and_asking_twice_gives_the_same_poses(tape):
@@ -59,7 +63,8 @@ def test_an_empty_room_teaches_nothing():
 @pytest.mark.parametrize("setting, message", [
     ({"fps": 25}, "does not divide the rig's 120 fps"),
     ({"noise_cm": -1}, "outside 0..50 cm"),
-    ({"latency_s": 5}, "outside 0..2 s"),
+    ({"latency_s": 5}, "latency 5 s is outside 0..2 s"),
+    ({"correction_s": -0.1}, "latency setting -0.1 s is outside 0..2 s"),
     ({"sample_rate": 44_100}, "not a whole number of samples"),
 ])
 def test_a_setting_no_camera_has_is_one_sentence(setting, message):
