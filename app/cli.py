@@ -42,6 +42,14 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "own music files with --music. Deterministic per seed; --shard i/n splits the work "
         "between processes or machines.",
     ),
+    "teacher-latency": (
+        "bgm2pose.app.teacher_latency_cmd",
+        "a camera teacher's latency, from claps in a taught session",
+        "Measure how late a camera teacher's poses are: record a session with --teacher camera "
+        "while the person claps a few times in view, a second apart; the mic hears each clap, "
+        "the camera sees the hands meet, and the median difference is the latency to pass as "
+        "run --teacher-latency.",
+    ),
     "features": (
         "bgm2pose.app.features_cmd",
         "extract AMPL features (log-mel + intensity) from a session folder",
