@@ -324,7 +324,8 @@ class SessionRecorder:
                 stream.close()
         self._poses = self._confidence = None
         self._poses_ended = True
-        self.error = "the ground-truth poses fell out of the pose tape; poses.npy stops early"
+        source = "ground-truth" if self.teacher is None else "teacher's"
+        self.error = f"the {source} poses fell out of the pose tape; poses.npy stops early"
 
     def _flush(self) -> None:
         for stream in self._streams:

@@ -60,14 +60,6 @@ class TeacherPoses:
     def empty(cls) -> TeacherPoses:
         return cls(np.zeros(0), np.zeros((0, N_JOINTS, 3)), np.zeros((0, N_JOINTS)))
 
-    @classmethod
-    def concat(cls, parts: list[TeacherPoses]) -> TeacherPoses:
-        if not parts:
-            return cls.empty()
-        return cls(np.concatenate([p.sample for p in parts]),
-                   np.concatenate([p.joints for p in parts]),
-                   np.concatenate([p.confidence for p in parts]))
-
 
 class PoseTeacher(ABC):
     """A source of ``TeacherPoses``; ``start`` before asking, ``stop`` when done."""
