@@ -100,6 +100,7 @@ class LiveOptions:
     threads: int = 1  # onnxruntime intra-op threads
     seconds: float | None = None  # virtual rig: stop by itself after this much audio
 
+    rig: Rig = field(default_factory=Rig)  # virtual rig: room, speakers, mic, body paths
 
 def trained_on(card: dict) -> tuple[set[str], set[str]]:
     """(subjects, tracks) a model card says the model trained on; empty when it does not say."""
@@ -129,8 +130,9 @@ def generated_tracks(names: Sequence[str]) -> list[Track]:
 
 def virtual_scene(options: LiveOptions) -> VirtualScene:
     """The virtual rig's scene for these options (the same as `bgm2pose virtual-room
-    --subject S --motion-seed N --noise-seed N` builds)."""
-    return VirtualScene.named(options.subject, motion_seed=options.seed, noise_seed=options.seed)
+    --subject S --motion-seed N --noise-seed N --rig R` builds)."""
+    return VirtualScene.named(options.subject, motion_seed=options.seed, noise_seed=options.seed,
+                              rig=options.rig)
 
 
 class LiveEngine:

@@ -37,6 +37,7 @@ from bgm2pose.models.estimator import POLICIES
 from bgm2pose.models.posefeed import LiveStats, PoseUpdate
 from bgm2pose.sensing.bformat import CONVENTIONS
 from bgm2pose.sensing.recorder import SessionRecorder
+from bgm2pose.sensing.sim.rig import read_rig
 
 _TICK_S = 0.05  # how often the feed is read: faster than the hop, so history never laps
 _STATUS_S = 0.25
@@ -66,6 +67,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency", type=float,
                    help="loopback latency in samples (default: the calibration profile)")
     p.add_argument("--seed", type=int, default=0, help="virtual rig: motion and noise seed")
+    p.add_argument("--rig", type=Path, metavar="JSON",
+                   help="virtual rig: file of rig settings over the built-in rig, e.g. "
+                        '{"body_paths": "direct"} (as `virtual-room --rig` takes; default: the '
+                        "built-in rig)")
     p.add_argument("--subject", help="virtual rig: subject S1..S8, or none (default: the "
                                      "first the model did not train on, from its card)")
     music.add_argument("--generated", nargs="+", default=[], metavar="NAME",
@@ -89,7 +94,7 @@ def options_from(args: argparse.Namespace) -> LiveOptions:
                        convention=args.convention, model=args.model, tracks=list(args.tracks),
                        hop=args.hop, policy=args.policy, smoothing=args.smoothing,
                        generated=list(args.generated), realtime=not args.fast,
-                       seed=args.seed, subject=args.subject,
+                       seed=args.seed, subject=args.subject, rig=read_rig(args.rig),
                        latency=args.latency, threads=args.threads,
                        seconds=args.seconds if args.seconds > 0 else None)
 

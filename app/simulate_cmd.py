@@ -9,7 +9,6 @@ fix), and the command exits 2 without creating the output folder.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -17,14 +16,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bgm2pose.sensing.audiofile import AudioFileError
-from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.sim.dataset import (
     DEFAULT_TRACKS, MusicFile, SimulationPlan, is_done, parse_shard, plan_jobs, render_job,
     shard,
 )
 from bgm2pose.sensing.sim.motion import SUBJECTS
 from bgm2pose.sensing.sim.render import BACKGROUND_NOISE_DB, SENSOR_NOISE_DB
-from bgm2pose.sensing.sim.rig import Rig
+from bgm2pose.sensing.sim.rig import read_rig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,22 +78,6 @@ def _render(args_tuple):
     return render_job(job, out, plan)
 
 
-def _read_rig(path: Path | None) -> Rig:
-    if path is None:
-        return Rig()
-    try:
-        settings = json.loads(path.read_text())
-    except OSError as exc:
-        raise UserError(f"cannot read the rig file {path} ({exc.strerror}); check the path") from None
-    except UnicodeDecodeError:
-        raise UserError(f"the rig file {path} is not text; write a JSON object such as "
-                        '{"rt60": 0.2}') from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"the rig file {path} is not valid JSON ({exc.msg}, line {exc.lineno}); "
-                        'write an object such as {"rt60": 0.2}') from None
-    return Rig.from_dict(settings)
-
-
 def run(args: argparse.Namespace) -> int:
     music, problems = [], []
     for path in args.music:  # all of them, so one run names every file to fix
@@ -110,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     plan = SimulationPlan(
         subjects=tuple(args.subjects), tracks=tuple(args.tracks), music=tuple(music),
         minutes=SimulationPlan.minutes if args.minutes is None else args.minutes,
-        takes=args.takes, seed=args.seed, randomise_rig=args.randomise_rig, rig=_read_rig(args.rig),
+        takes=args.takes, seed=args.seed, randomise_rig=args.randomise_rig, rig=read_rig(args.rig),
         sensor_noise_db=args.sensor_noise_db, background_noise_db=args.background_noise_db,
     )
     index, count = parse_shard(args.shard)

@@ -102,15 +102,19 @@ class VirtualScene:
     pose_batch: int = 12  # frames of body geometry per batch: small keeps render bursts short
 
     @classmethod
-    def named(cls, subject: str, motion_seed: int = 0, noise_seed: int = 0) -> VirtualScene:
-        """The scene of a subject given by name ("S1".. or "none" for an empty room)."""
+    def named(cls, subject: str, motion_seed: int = 0, noise_seed: int = 0,
+              rig: Rig | None = None) -> VirtualScene:
+        """The scene of a subject given by name ("S1".. or "none" for an empty room), in
+        ``rig`` (default: the built-in rig)."""
+        rig = Rig() if rig is None else rig
         if subject.lower() == "none":
-            return cls(subject=None, noise_seed=noise_seed)
+            return cls(rig=rig, subject=None, noise_seed=noise_seed)
         subjects = {s.name: s for s in SUBJECTS}
         if subject not in subjects:
             raise BackendError(f"virtual subject {subject!r} is unknown; use one of "
                                f"{', '.join(subjects)} or 'none'")
-        return cls(subject=subjects[subject], motion_seed=motion_seed, noise_seed=noise_seed)
+        return cls(rig=rig, subject=subjects[subject], motion_seed=motion_seed,
+                   noise_seed=noise_seed)
 
     def render_options(self) -> dict:
         """The keyword arguments ``SceneRenderer`` and ``render_session`` get for this scene,

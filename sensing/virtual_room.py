@@ -8,7 +8,11 @@ path end to end. Ports: ``speaker_L``, ``speaker_R`` (inputs) and ``mic_W`` ... 
 Real time: the JACK process callback never renders (a render burst takes milliseconds to
 tens of milliseconds). It copies its input block into an input ring and copies a block
 rendered earlier out of an output ring. A worker thread renders whatever input has arrived
-(``SceneRenderer``, the scene of a ``VirtualScene``) into the output ring.
+(``SceneRenderer``, the scene of a ``VirtualScene``) into the output ring. The callback is
+Python and needs the GIL, so every other thread of the room that takes it (the renderer,
+the main thread, JACK's notification thread) runs at the lowest real-time priority where
+the system allows it (``_real_time_thread``). A ``--rig`` file of ``{"body_paths":
+"direct"}`` gives test rigs a cheaper room.
 
 Time base: room sample r is the r-th sample since activation, on inputs and outputs alike.
 The output lags the input by exactly ``delay_samples = delay_periods * period``: output
@@ -35,6 +39,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import signal
 import sys
 import threading
@@ -49,6 +54,7 @@ from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.ring import RingError, SampleRing
 from bgm2pose.sensing.sim.motion import SUBJECTS
 from bgm2pose.sensing.sim.render import POSE_FPS
+from bgm2pose.sensing.sim.rig import read_rig
 
 DEFAULT_NAME = "room"
 DEFAULT_DELAY_PERIODS = 12  # ~128 ms at 512: covers a body-geometry burst on a busy machine
@@ -70,6 +76,7 @@ class RoomStats:
     rendered: int  # samples rendered
     cpu_load: float  # process CPU time / wall time since activation (1.0 = one core)
     dsp_load: float  # the JACK server's DSP load, percent
+    realtime_render: bool  # the renderer ran at a real-time priority (``_real_time_thread``)
     error: str | None
 
 
@@ -110,6 +117,7 @@ class VirtualRoom:
         self._stop = threading.Event()
         self._cycles = self._late = self._xruns = self._rendered = 0
         self._error: str | None = None
+        self.realtime_render = False  # the renderer runs at a real-time priority
         self._clock = (0.0, 0.0)  # (wall, CPU) at activation
 
     @property
@@ -183,6 +191,7 @@ class VirtualRoom:
                          rendered=self._rendered,
                          cpu_load=(time.process_time() - cpu) / elapsed if wall else 0.0,
                          dsp_load=client.cpu_load() if client is not None else 0.0,
+                         realtime_render=self.realtime_render,
                          error=self._error)
 
     def ground_truth(self, start_sample: int, n: int) -> np.ndarray | None:
@@ -234,6 +243,7 @@ class VirtualRoom:
         self._cycles += 1
 
     def _work(self) -> None:
+        self.realtime_render = _real_time_thread()
         nap = self.period / self.sample_rate / 4
         try:
             while not self._stop.is_set():
@@ -252,6 +262,10 @@ class VirtualRoom:
             self._error = f"the room stopped rendering: {type(exc).__name__}: {exc}"
 
     def _on_xrun(self, delay_usecs: float) -> None:
+        # JACK's notification thread: it takes the GIL here, so it must not be preempted
+        # while holding it either, or the room's next cycles are late too.
+        if not self._xruns:
+            _real_time_thread()
         self._xruns += 1
 
     def _on_shutdown(self, status, reason: str) -> None:
@@ -276,6 +290,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subject", default=SUBJECTS[0].name,
                         help=f"one of {', '.join(s.name for s in SUBJECTS)}, or 'none' for "
                              "an empty room")
+    parser.add_argument("--rig", metavar="JSON",
+                        help="file of rig settings over the built-in rig, e.g. "
+                             '{"body_paths": "direct"}: only the direct sound meets the body, '
+                             "a cheaper room for test rigs (default: the built-in rig)")
     parser.add_argument("--motion-seed", type=int, default=0)
     parser.add_argument("--noise-seed", type=int, default=0)
     parser.add_argument("--tape", default=None,
@@ -288,6 +306,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bgm2pose virtual-room", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))
+
+
+def _real_time_thread() -> bool:
+    """Give the calling thread the lowest real-time priority, if the system allows it (root,
+    or an rtprio limit, which JACK's own real-time threads need as well); False if not.
+
+    For the room's threads besides the callback: the JACK callback is Python and needs the
+    GIL, which the renderer holds for most of its work. Preempted meanwhile by any ordinary
+    process (a busy loop, even at nice 19), it kept the real-time callback waiting past its
+    cycle, and jackd named the room as the late client. At a real-time priority below
+    JACK's, only JACK's threads preempt it."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except OSError:
+        return False
+    return True
 
 
 def _leave_portaudio() -> None:
@@ -307,7 +341,9 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     try:
-        room = VirtualRoom(VirtualScene.named(args.subject, args.motion_seed, args.noise_seed), name=args.name, server=args.server,
+        scene = VirtualScene.named(args.subject, args.motion_seed, args.noise_seed,
+                                   read_rig(args.rig))
+        room = VirtualRoom(scene, name=args.name, server=args.server,
                            delay_periods=args.delay_periods,
                            tape_seconds=args.tape_seconds if args.tape else 0.0)
         room.start()
@@ -316,9 +352,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # A dedicated audio process: no collector pauses while the callback waits for the GIL,
     # and a short switch interval so the callback gets the GIL back from the renderer soon.
+    # This thread wakes ten times a second and holds the GIL meanwhile, like the renderer.
     gc.freeze()
     gc.disable()
     sys.setswitchinterval(0.001)
+    _real_time_thread()
     print(json.dumps({"event": "ready", "name": args.name, "period": room.period,
                       "delay_samples": room.delay_samples}), flush=True)
     deadline = time.monotonic() + args.seconds

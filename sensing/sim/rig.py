@@ -11,7 +11,9 @@ Y = left, Z = up. ``Rig.mic_axes`` maps world vectors to those axes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -140,3 +142,23 @@ class Rig:
             return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
         except TypeError as exc:  # e.g. a string where a number belongs
             raise RigError(f"bad rig setting value ({exc}); use numbers, and lists of three for positions") from None
+
+
+def read_rig(path: str | Path | None) -> Rig:
+    """The rig of a JSON file of settings over the defaults (names as ``Rig.to_dict``
+    writes them, e.g. ``{"body_paths": "direct"}``); the default rig for None."""
+    if path is None:
+        return Rig()
+    path = Path(path)
+    try:
+        settings = json.loads(path.read_text())
+    except OSError as exc:
+        raise RigError(f"cannot read the rig file {path} ({exc.strerror}); check the "
+                       "path") from None
+    except UnicodeDecodeError:
+        raise RigError(f"the rig file {path} is not text; write a JSON object such as "
+                       '{"rt60": 0.2}') from None
+    except json.JSONDecodeError as exc:
+        raise RigError(f"the rig file {path} is not valid JSON ({exc.msg}, line "
+                       f"{exc.lineno}); write an object such as {{\"rt60\": 0.2}}") from None
+    return Rig.from_dict(settings)

@@ -72,6 +72,18 @@ def test_a_bad_rig_file_is_one_clear_sentence(text, phrase, tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("verb", [["run", "--fast", "--seconds", "1"],
+                                  ["virtual-room", "--seconds", "1"]])
+def test_run_and_the_virtual_room_refuse_a_bad_rig_file_in_one_sentence(verb, tmp_path):
+    path = tmp_path / "rig.json"
+    path.write_text('{"body_paths": "diagonal"}')
+    r = _run(*verb, "--rig", str(path))
+    assert r.returncode == 2
+    assert "body paths 'diagonal' are unknown" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_learnability_report_from_a_simulated_data_set(tmp_path):
     data = tmp_path / "sim"
     r = _run("simulate", str(data), "--subjects", "S1", "S2", "S3", "--tracks", "ambient-0000",

@@ -80,13 +80,22 @@ def test_json_lines_hold_each_frame_once_in_capture_order(standin_model, tmp_pat
     assert float(rows["MAE (normalised)"]) == pytest.approx(json_mae(lines, truth), rel=0.05)
 
 
+def test_the_rig_of_a_rig_file_is_the_one_run_and_recorded(standin_model, tmp_path, direct_rig):
+    code, rows, err = run_cli("--fast", "--seconds", "1", "--model", str(standin_model),
+                              "--rig", str(direct_rig), "--record", str(tmp_path / "session"))
+    assert code == 0, err
+    assert read_session(tmp_path / "session").info.rig["body_paths"] == "direct"
+
+
 # ---------------------------------------------------------------- through JACK
 
 
-def duplex_take(virtual_room, model: Path, folder: Path) -> tuple[int, dict, str, Path, Path]:
+def duplex_take(virtual_room, model: Path, folder: Path, rig: Path
+                ) -> tuple[int, dict, str, Path, Path]:
     tape = folder / "room.npz"
     lines = folder / "duplex.jsonl"
-    with virtual_room("--tape", str(tape), "--tape-seconds", "40") as (ready, stopped):
+    with virtual_room("--tape", str(tape), "--tape-seconds", "40", "--rig", str(rig)) as (
+            ready, stopped):
         latency = ready["delay_samples"] + 2 * ready["period"]  # see virtual_room's docstring
         code, rows, err = run_cli("--backend", "duplex", "--device", "room", "--convention",
                                   "internal", "--latency", str(latency), "--seconds", "20",
@@ -97,11 +106,12 @@ def duplex_take(virtual_room, model: Path, folder: Path) -> tuple[int, dict, str
 
 
 def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
-        virtual_room, standin_model, tmp_path):
+        virtual_room, standin_model, tmp_path, direct_rig):
     for attempt in range(2):  # the loaded shared machine may xrun once; never pass silently
         folder = tmp_path / f"take{attempt}"
         folder.mkdir()
-        code, rows, err, tape_path, lines_path = duplex_take(virtual_room, standin_model, folder)
+        code, rows, err, tape_path, lines_path = duplex_take(virtual_room, standin_model,
+                                                             folder, direct_rig)
         assert code == 0, err
         if int(rows["xruns"]) == 0 and int(rows["windows flagged"]) == 0:
             break
@@ -145,10 +155,11 @@ def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
     truth = normalise(window_poses(poses, frame, 1)[:, 0])
     duplex_mae = json_mae(lines, truth)
 
-    # The same scene and seed in process, measured the same way.
+    # The same scene, seed and rig in process, measured the same way.
     virtual_lines = tmp_path / "virtual.jsonl"
     code, virtual_rows, err = run_cli("--fast", "--seconds", "20", "--model",
-                                      str(standin_model), "--json-lines", str(virtual_lines))
+                                      str(standin_model), "--rig", str(direct_rig),
+                                      "--json-lines", str(virtual_lines))
     assert code == 0, err
     vlines = read_lines(virtual_lines)
     virtual_mae = json_mae(vlines, np.array([r["truth"] for r in vlines]))
