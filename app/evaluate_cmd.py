@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bgm2pose.models.data import load_windows, select
+from bgm2pose.models.data import load_windows, model_features, select
 from bgm2pose.models.evaluation import compare, markdown
 from bgm2pose.models.inference import PoseModel
 from bgm2pose.sensing.errors import UserError
@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     index = select(windows, subjects=args.subjects, tracks=args.tracks)
     if not len(index):
         raise UserError("no window of the data set matches --subjects and --tracks; widen the selection.")
-    base = windows.base[index]
-    pred = np.concatenate([model.predict(base[i : i + 256]) for i in range(0, len(base), 256)])
+    pred = np.concatenate([model.predict(model_features(windows, index[i : i + 256], model.inputs))
+                           for i in range(0, len(index), 256)])
     truth = windows.poses[index]
     mean_pose, source = model.mean_pose, "training mean pose (model card)"
     if mean_pose is None:

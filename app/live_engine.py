@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from bgm2pose.models.estimator import Estimator
 from bgm2pose.models.inference import PoseModel, demo_model_path
+from bgm2pose.models.inputs import WindowFeatures
 from bgm2pose.models.posefeed import PoseFeed
 from bgm2pose.sensing.aligner import Aligner
 from bgm2pose.sensing.backend_duplex import DuplexBackend
@@ -49,7 +50,7 @@ from bgm2pose.sensing.backend_virtual import VirtualBackend, VirtualScene
 from bgm2pose.sensing.backends import AudioBackend
 from bgm2pose.sensing.bformat import CONVENTIONS
 from bgm2pose.sensing.errors import UserError
-from bgm2pose.sensing.features import WINDOW_SAMPLES, window_features
+from bgm2pose.sensing.features import WINDOW_SAMPLES
 from bgm2pose.sensing.player import Player, Repeat, Track
 from bgm2pose.sensing.session import SessionInfo
 from bgm2pose.sensing.sim.music import TrackSpec, generate
@@ -99,8 +100,8 @@ class LiveOptions:
     latency: float | None = None  # samples; None -> calibration profile, or 0 on the virtual rig
     threads: int = 1  # onnxruntime intra-op threads
     seconds: float | None = None  # virtual rig: stop by itself after this much audio
-
     rig: Rig = field(default_factory=Rig)  # virtual rig: room, speakers, mic, body paths
+
 
 def trained_on(card: dict) -> tuple[set[str], set[str]]:
     """(subjects, tracks) a model card says the model trained on; empty when it does not say."""
@@ -238,7 +239,7 @@ class LiveEngine:
         """First calls compile the feature kernels and size onnxruntime's buffers: do them
         now, not on the first live window (which would then be late)."""
         silence = np.zeros((4, WINDOW_SAMPLES), np.float32)
-        self.model.predict(window_features(silence, silence[:2]))
+        self.model.predict(WindowFeatures(self.model.inputs)(silence, silence[:2], WINDOW_SAMPLES))
 
     def _backend(self) -> AudioBackend:
         o = self.options

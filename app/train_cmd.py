@@ -12,8 +12,9 @@ from pathlib import Path
 
 
 from bgm2pose.models.baselines import METHODS
-from bgm2pose.models.data import hold_out, load_windows, validation_split
+from bgm2pose.models.data import hold_out, load_windows, model_features, validation_split
 from bgm2pose.models.evaluation import compare, markdown
+from bgm2pose.models.inputs import INPUTS
 from bgm2pose.models.networks import PRESETS
 from bgm2pose.models.train import CHECKPOINT, TrainConfig, predict, train
 
@@ -45,6 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="(default: %(default)s)")
     p.add_argument("--test-subjects", nargs="*", default=[], help="subjects held out of training")
     p.add_argument("--test-tracks", nargs="*", default=[], help="tracks held out of training")
+    p.add_argument("--inputs", choices=INPUTS, default="paper",
+                   help="what the network reads: the paper's log-mel and intensity features, the channel "
+                        "estimate (how the room and the body filter the music, whatever the music), or "
+                        "both; only bgm2pose has the channel branch (default: %(default)s)")
     p.add_argument("--no-cpe", action="store_true", help="ablation: no contrastive pose extraction")
     p.add_argument("--no-fa", action="store_true", help="ablation: no frequency-wise attention")
     p.add_argument("--no-music", action="store_true", help="ablation: no music branch (FA as self-attention)")
@@ -62,6 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def switches(args: argparse.Namespace) -> dict:
     """NetConfig overrides from the ablation flags."""
     out: dict = {}
+    if args.inputs != "paper":
+        out["inputs"] = args.inputs
     if args.method == "bgm2pose":
         if args.no_cpe:
             out["use_cpe"] = False
@@ -97,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
           f"{record['stop']}; best epoch {record['best_epoch']}; wrote {args.out / CHECKPOINT}")
     metrics: dict = {"training": record}
     if len(test_index):
-        pred = predict(result.model, result.stats, windows.base[test_index])
+        pred = predict(result.model, result.stats, model_features(windows, test_index, args.inputs))
         results = compare(pred, windows.poses[test_index], result.mean_pose)
         metrics |= {"test": windows.describe(test_index), **results}
         print(markdown(results))

@@ -132,4 +132,7 @@ def build_model(method: str, config: NetConfig) -> nn.Module:
     builders = {"bgm2pose": BGM2Pose, "jiang": Jiang, "ginosar": Ginosar, "shibata": Shibata}
     if method not in builders:
         raise NetworkError(f"unknown method {method!r}; choose one of {METHODS}.")
+    if method != "bgm2pose" and config.inputs != "paper":
+        raise NetworkError(f"only bgm2pose has a branch for '{config.inputs}' inputs so far; train {method} "
+                           "with --inputs paper.")
     return builders[method](config)

@@ -3,11 +3,12 @@ batch sampler.
 
 - A data set is a folder of session folders (``bgm2pose simulate`` or recordings) or an
   AMPL preprocessed CSV. ``load_windows`` returns one ``WindowSet``: base features
-  (N, 9, 12, 128), normalised poses (N, 12, 63) and, per window, subject, track, genre and
-  music excerpt.
+  (N, 9, 12, 128), channel features (N, 17, 12, 128), normalised poses (N, 12, 63) and, per
+  window, subject, track, genre and music excerpt. ``model_features`` gives the ones a model
+  reads (``models.inputs``).
 - Cache, so a run spends its time in the network, not in decoding audio or computing
   features: the whole data set's features and poses are saved once as
-  ``<data set>/.windows/set-<key>/`` (``base.npy``, ``poses.npy``, ``labels.npz``,
+  ``<data set>/.windows/set-<key>/`` (``base.npy``, ``channel.npy``, ``poses.npy``, ``labels.npz``,
   ``meta.json``) and every later load (train, evaluate, benchmark workers, DDP ranks)
   memory-maps them: it takes no time, and processes share the pages. The key hashes the
   session files' *content* (each file hashed once, remembered by size and mtime in
@@ -48,13 +49,16 @@ import numpy as np
 from tqdm import tqdm
 
 from bgm2pose.models.ampl import read_ampl
+from bgm2pose.models.inputs import input_channels
 from bgm2pose.models.windows import session_windows
 from bgm2pose.sensing.errors import UserError
+from bgm2pose.sensing.channel import CHANNELS as CHANNEL_CHANNELS
 from bgm2pose.sensing.features import CHANNELS, FRAMES_PER_WINDOW, HOP, N_FFT, N_MELS, SAMPLE_RATE, FeatureStats
 from bgm2pose.sensing.session import MIC_FILE, POSES_FILE, REFERENCE_FILE, SESSION_FILE, find_sessions, read_session
 
 # 2: keys of content hashes and feature settings; data-set caches beside the session caches.
-CACHE_VERSION = 2
+# 3: channel features (sensing.channel) beside the base features.
+CACHE_VERSION = 3
 CACHE_DIR = ".windows"
 SESSION_FILES = (SESSION_FILE, MIC_FILE, REFERENCE_FILE, POSES_FILE)
 DIGESTS_FILE = "digests.json"
@@ -71,6 +75,9 @@ class DataError(UserError, ValueError):
 @dataclass
 class WindowSet:
     base: np.ndarray  # (N, 9, 12, 128) float32 base features; read-only when memory-mapped
+    # (N, 17, 12, 128) float32 channel features (sensing.channel); (N, 0, 12, 128) for AMPL,
+    # whose release has only the paper's features.
+    channel: np.ndarray
     poses: np.ndarray  # (N, 12, 63) float32, normalised per frame; read-only when memory-mapped
     subject: np.ndarray  # (N,) str
     track: np.ndarray  # (N,) str
@@ -112,7 +119,7 @@ def feature_settings(hop_frames: int) -> dict:
     of it gives every cache a new key."""
     return {"cache_version": CACHE_VERSION, "hop_frames": hop_frames, "sample_rate": SAMPLE_RATE,
             "n_fft": N_FFT, "stft_hop": HOP, "n_mels": N_MELS, "frames_per_window": FRAMES_PER_WINDOW,
-            "channels": list(CHANNELS)}
+            "channels": list(CHANNELS), "channel_channels": list(CHANNEL_CHANNELS)}
 
 
 def _key(*parts) -> str:
@@ -173,7 +180,7 @@ def _compute_session(folder: Path, hop_frames: int, cache: Path) -> dict[str, np
                         "sessions out of the data set folder.")
     w = session_windows(session, hop_frames)
     music_start = w.start_sample - int(round(session.info.latency_samples))
-    arrays = {"base": w.base, "poses": w.poses, "subject": np.array(w.subject), "track": np.array(w.track),
+    arrays = {"base": w.base, "channel": w.channel, "poses": w.poses, "subject": np.array(w.subject), "track": np.array(w.track),
               "music_start": music_start}
     try:
         cache.parent.mkdir(exist_ok=True)
@@ -224,17 +231,18 @@ def _from_sessions(root: Path, hop_frames: int, progress: bool) -> WindowSet:
     def arrays():
         for i, cache in enumerate(caches):
             if i in unsaved:
-                yield unsaved[i]["base"], unsaved[i]["poses"]
+                yield unsaved[i]["base"], unsaved[i]["channel"], unsaved[i]["poses"]
             else:
                 with np.load(cache) as z:
-                    yield z["base"], z["poses"]
+                    yield z["base"], z["channel"], z["poses"]
 
     return _cached_set(root / CACHE_DIR, key, meta, arrays, labels, progress)
 
 
 def _from_ampl(csv_path: Path) -> WindowSet:
     a = read_ampl(csv_path)
-    return WindowSet(base=a.base, poses=a.poses, subject=a.testee, track=a.music_type,
+    return WindowSet(base=a.base, channel=np.zeros((len(a.base), 0, FRAMES_PER_WINDOW, N_MELS), np.float32),
+                     poses=a.poses, subject=a.testee, track=a.music_type,
                      genre=a.music_type.copy(),
                      excerpt=np.array([f"{m}@{lab}" for m, lab in zip(a.music_type, a.label)]))
 
@@ -247,13 +255,15 @@ def _open_set(folder: Path, key: str) -> WindowSet | None:
     with np.load(path / SET_LABELS) as z:
         labels = {name: z[name] for name in LABEL_FIELDS}
     return WindowSet(base=np.load(path / "base.npy", mmap_mode="r"),
+                     channel=np.load(path / "channel.npy", mmap_mode="r"),
                      poses=np.load(path / "poses.npy", mmap_mode="r"), **labels)
 
 
-def _cached_set(folder: Path, key: str, meta: dict, arrays: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+def _cached_set(folder: Path, key: str, meta: dict,
+                arrays: Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]],
                 labels: list[dict], progress: bool) -> WindowSet:
     """Write the data set ``key`` (features and poses as .npy, the labels, ``meta``) into
-    ``folder`` and open it memory-mapped; ``arrays()`` yields each part's (base, poses) in the
+    ``folder`` and open it memory-mapped; ``arrays()`` yields each part's (base, channel, poses) in the
     order of ``labels``. Sets of the same settings made from other data are removed. A data
     set that cannot be written is returned in memory."""
     # Plain str arrays: np.load reads them back without pickle.
@@ -263,14 +273,18 @@ def _cached_set(folder: Path, key: str, meta: dict, arrays: Callable[[], Iterato
     tmp = folder / f"{SET_PREFIX}{key}.{os.getpid()}.tmp"
     try:
         tmp.mkdir(parents=True)
-        base = np.lib.format.open_memmap(tmp / "base.npy", "w+", np.float32, (n, len(CHANNELS), FRAMES_PER_WINDOW, N_MELS))
-        poses = np.lib.format.open_memmap(tmp / "poses.npy", "w+", np.float32, (n, FRAMES_PER_WINDOW, 63))
+        shapes = {"base": (len(CHANNELS), FRAMES_PER_WINDOW, N_MELS),
+                  "channel": (len(CHANNEL_CHANNELS), FRAMES_PER_WINDOW, N_MELS), "poses": (FRAMES_PER_WINDOW, 63)}
+        out = [np.lib.format.open_memmap(tmp / f"{name}.npy", "w+", np.float32, (n, *shape))
+               for name, shape in shapes.items()]
         at = 0
-        for b, p in tqdm(arrays(), total=len(labels), desc="caching", unit="part", disable=not progress):
-            base[at : at + len(b)], poses[at : at + len(b)] = b, p
-            at += len(b)
-        base.flush(), poses.flush()
-        del base, poses
+        for part in tqdm(arrays(), total=len(labels), desc="caching", unit="part", disable=not progress):
+            for array, values in zip(out, part):
+                array[at : at + len(values)] = values
+            at += len(part[0])
+        for array in out:
+            array.flush()
+        del out
         np.savez(tmp / SET_LABELS, **label_arrays)
         (tmp / SET_META).write_text(json.dumps({**meta, "windows": n}, indent=1) + "\n")
         os.replace(tmp, path)
@@ -281,9 +295,8 @@ def _cached_set(folder: Path, key: str, meta: dict, arrays: Callable[[], Iterato
         found = _open_set(folder, key)
         if found is not None:
             return found
-        parts = list(arrays())
-        return WindowSet(base=np.concatenate([b for b, _ in parts]), poses=np.concatenate([p for _, p in parts]),
-                         **label_arrays)
+        base, channel, poses = (np.concatenate(column) for column in zip(*arrays()))
+        return WindowSet(base=base, channel=channel, poses=poses, **label_arrays)
     for old in folder.glob(f"{SET_PREFIX}*"):
         if old != path and not old.name.endswith(".tmp") and _superseded(old, meta):
             shutil.rmtree(old, ignore_errors=True)
@@ -323,11 +336,25 @@ def select(windows: WindowSet, *, subjects=None, tracks=None, genres=None, exclu
     return np.flatnonzero(keep)
 
 
-def fit_stats(windows: WindowSet, train: np.ndarray) -> FeatureStats:
-    """Feature standardisation from the training windows only."""
+def model_features(windows: WindowSet, rows, inputs: str = "paper") -> np.ndarray:
+    """The features a model reading ``inputs`` (``models.inputs``) takes, of the windows ``rows``:
+    (n, C, 12, 128) float32."""
+    input_channels(inputs)
+    if inputs != "paper" and windows.channel.shape[1] == 0:
+        raise DataError(f"this data set has no channel features (an AMPL release holds only the paper's), "
+                        f"so a model reading '{inputs}' inputs cannot use it; train with --inputs paper.")
+    if inputs == "paper":
+        return windows.base[rows]
+    if inputs == "channel":
+        return windows.channel[rows]
+    return np.concatenate([windows.base[rows], windows.channel[rows]], axis=1)
+
+
+def fit_stats(windows: WindowSet, train: np.ndarray, inputs: str = "paper") -> FeatureStats:
+    """Feature standardisation of a model's inputs from the training windows only."""
     if len(train) == 0:
         raise DataError("the training split is empty; check the subjects and tracks of the split.")
-    return FeatureStats.fit(windows.base[train])
+    return FeatureStats.fit(model_features(windows, train, inputs), channels=input_channels(inputs))
 
 
 class ExcerptBatchSampler:

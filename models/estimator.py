@@ -1,6 +1,7 @@
 """The live estimator: one worker thread from aligned windows to published poses.
 
-Per window (``Aligner.next_window``): base features (``features.window_features``) ->
+Per window (``Aligner.next_window``): the features the model reads (``inputs.WindowFeatures``:
+base features, channel features carried from window to window, or both) ->
 ``PoseModel.predict`` -> output policy -> optional exponential smoothing -> ``PoseFeed``.
 Windows the aligner flags (xrun, track change, underflow, pause) are counted, not estimated.
 
@@ -37,6 +38,7 @@ from collections.abc import Callable
 
 import numpy as np
 from bgm2pose.models.inference import PoseModel
+from bgm2pose.models.inputs import WindowFeatures
 from bgm2pose.models.metrics import mae, pckh
 from bgm2pose.models.posefeed import LiveStats, PoseFeed, PoseUpdate
 from bgm2pose.sensing.skeleton import normalise
@@ -44,7 +46,7 @@ from bgm2pose.models.windows import window_poses
 from bgm2pose.sensing.aligner import AlignedWindow, Aligner
 from bgm2pose.sensing.backends import AudioBackend
 from bgm2pose.sensing.errors import UserError
-from bgm2pose.sensing.features import FRAMES_PER_WINDOW, window_features
+from bgm2pose.sensing.features import FRAMES_PER_WINDOW
 from bgm2pose.sensing.ring import RingError
 from bgm2pose.sensing.sim.render import POSE_FPS
 
@@ -125,6 +127,7 @@ class Estimator:
             raise EstimatorError(f"smoothing {smoothing} is outside [0, 1); use 0 for none, "
                                  "e.g. 0.5 for some")
         self.model = model
+        self._features = WindowFeatures(model.inputs)
         self.backend = backend
         self.aligner = aligner
         self.feed = feed
@@ -216,7 +219,7 @@ class Estimator:
             self._flagged += 1
             return
         t0 = time.perf_counter()
-        base = window_features(window.mic, window.music)
+        base = self._features(window.mic, window.music, window.end_sample)
         t1 = time.perf_counter()
         estimate = self.model.predict(base)
         t2 = time.perf_counter()

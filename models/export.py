@@ -2,8 +2,10 @@
 
 A model file is ``NAME.onnx`` plus its JSON model card ``NAME.json`` beside it.
 
-- ONNX input ``base``: float32 (B, 9, 12, 128), raw base features from
-  ``features.window_features`` in ``features.CHANNELS`` order; B is dynamic.
+- ONNX input ``base``: float32 (B, C, 12, 128), the raw features the model reads
+  (``models.inputs``: 9 base features from ``features.window_features``, 17 channel features
+  from ``sensing.channel``, or both), in the order the card's ``input.channels`` lists; B is
+  dynamic.
 - ONNX output ``poses``: float32 (B, 12, 63), 12 frames of 21 joints x (x, y, z),
   normalised per frame (hips origin, hip-spine length 1).
 - The card is the caller's dict plus what export knows: format version, input/output
@@ -33,10 +35,10 @@ from torch import nn
 from bgm2pose.models.baselines import METHODS
 from bgm2pose.models.graph import PoseGraph
 from bgm2pose.models.inference import (
-    CARD_FORMAT, INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME, OUTPUT_SHAPE, card_path, onnx_digest,
+    CARD_FORMAT, INPUT_NAME, OUTPUT_NAME, OUTPUT_SHAPE, card_path, input_shape, onnx_digest,
 )
 from bgm2pose.sensing.errors import UserError
-from bgm2pose.sensing.features import CHANNELS, FRAMES_PER_WINDOW, N_MELS, FeatureStats
+from bgm2pose.sensing.features import FRAMES_PER_WINDOW, N_MELS, FeatureStats
 
 PARITY_TOLERANCE = 1e-4
 _MAX_BATCH = 4096
@@ -61,7 +63,7 @@ def git_revision() -> str | None:
 
 def _sample_base(stats: FeatureStats, batch: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    z = rng.standard_normal((batch, len(CHANNELS), FRAMES_PER_WINDOW, N_MELS)).astype(np.float32)
+    z = rng.standard_normal((batch, len(stats.channels), FRAMES_PER_WINDOW, N_MELS)).astype(np.float32)
     return z * stats.std[:, None, None] + stats.mean[:, None, None]
 
 
@@ -125,7 +127,7 @@ def export_onnx(model: nn.Module, stats: FeatureStats, path: Path, card: dict) -
     written = {
         **card,
         "format": CARD_FORMAT,
-        "input": {"name": INPUT_NAME, "shape": INPUT_SHAPE, "channels": list(CHANNELS),
+        "input": {"name": INPUT_NAME, "shape": input_shape(stats.channels), "channels": list(stats.channels),
                   "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "shape": OUTPUT_SHAPE, "dtype": "float32",
                    "units": "normalised per frame: hips origin, hip-spine length 1"},

@@ -1,13 +1,15 @@
 """Pose estimation with an exported model (``NAME.onnx`` + ``NAME.json``) in onnxruntime.
 
-``PoseModel.predict`` takes raw base features, (B, 9, 12, 128) or one window (9, 12, 128)
-float32 from ``features.window_features``, and returns poses (B, 12, 21, 3) or (12, 21, 3),
+``PoseModel.predict`` takes the raw features the model reads (``PoseModel.inputs``, see
+``models.inputs``: base features from ``features.window_features``, channel features from
+``sensing.channel``, or both), (B, C, 12, 128) or one window (C, 12, 128) float32, and
+returns poses (B, 12, 21, 3) or (12, 21, 3),
 normalised per frame (hips origin, hip-spine length 1). The feature standardisation is
 inside the graph (``export``), so nothing else is needed at run time. torch is not imported.
 
 A model is checked when it is opened, so a wrong file is one sentence then, not a traceback
-or a wrong answer later: its ONNX input and output must be the project's (``INPUT_SHAPE`` ->
-``OUTPUT_SHAPE``), and its card (``NAME.json``, written by ``export``) must be of a format this
+or a wrong answer later: its card's input channels must be an input this version reads, its
+ONNX input and output the project's for them (``input_shape`` -> ``OUTPUT_SHAPE``), and its card (``NAME.json``, written by ``export``) must be of a format this
 version reads, record that same interface, belong to this very ONNX file (format 2 records
 the file's SHA-256; format 1 predates that) and hold a mean pose of 21 x 3 numbers if any.
 
@@ -25,14 +27,13 @@ import onnxruntime as ort
 
 from bgm2pose.sensing.skeleton import N_JOINTS
 from bgm2pose.sensing.errors import UserError, require_file
+from bgm2pose.models.inputs import INPUTS, InputsError, input_channels, inputs_of
 from bgm2pose.sensing.features import CHANNELS, FRAMES_PER_WINDOW, N_MELS
 
 CARD_FORMAT = 2
 CARD_FORMATS = (1, 2)  # the card formats this version reads
 INPUT_NAME = "base"
 OUTPUT_NAME = "poses"
-# The ONNX interface of every model of the project, as cards record it; "B" is the batch.
-INPUT_SHAPE = ["B", len(CHANNELS), FRAMES_PER_WINDOW, N_MELS]
 OUTPUT_SHAPE = ["B", FRAMES_PER_WINDOW, 3 * N_JOINTS]
 _HOW_TO_MAKE = ("train one with 'bgm2pose train DATA --out DIR' and export it with "
                 "'bgm2pose export DIR/checkpoint.pt MODEL.onnx'")
@@ -59,21 +60,29 @@ def onnx_digest(onnx_path: str | Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def input_shape(channels) -> list:
+    """The ONNX input shape of a model reading ``channels``, as cards record it; "B" is the batch."""
+    return ["B", len(channels), FRAMES_PER_WINDOW, N_MELS]
+
+
 def _check_interface(session: ort.InferenceSession, path: Path) -> None:
     """The model must take and give what ``predict`` feeds and reshapes: every dimension
-    but the batch fixed to the project's."""
-    for kind, nodes, name, shape in (("input", session.get_inputs(), INPUT_NAME, INPUT_SHAPE),
-                                     ("output", session.get_outputs(), OUTPUT_NAME, OUTPUT_SHAPE)):
+    but the batch fixed to the project's, the input's channels those of an input the project
+    has (the card then says which)."""
+    for kind, nodes, name, shapes in (
+            ("input", session.get_inputs(), INPUT_NAME, [input_shape(input_channels(i)) for i in INPUTS]),
+            ("output", session.get_outputs(), OUTPUT_NAME, [OUTPUT_SHAPE])):
         found = [(n.name, n.type, list(n.shape[1:])) for n in nodes]
-        if found != [(name, "tensor(float)", shape[1:])]:
+        if not any(found == [(name, "tensor(float)", shape[1:])] for shape in shapes):
+            shape = " or ".join(map(str, shapes))
             described = ", ".join(f"{n.name!r} {n.type} {n.shape}" for n in nodes) or "none"
             raise ModelError(f"model {path} has the {kind} {described}, not {name!r} float32 of "
                              f"shape {shape}; it is not a model of this project: {_HOW_TO_MAKE}.")
 
 
-def _read_card(path: Path) -> tuple[dict, np.ndarray | None]:
-    """The card beside ``path``, checked against it (module docstring), and its mean pose
-    as (63,) float32 or None."""
+def _read_card(path: Path) -> tuple[dict, tuple[str, ...], np.ndarray | None]:
+    """The card beside ``path``, checked against it (module docstring), the input channels
+    it records and its mean pose as (63,) float32 or None."""
     card_file = card_path(path)
     where = f"model card {card_file}"
     if not card_file.is_file():
@@ -90,7 +99,14 @@ def _read_card(path: Path) -> tuple[dict, np.ndarray | None]:
         raise ModelError(f"{where} has format {version!r}, which this bgm2pose does not read "
                          f"(it reads {', '.join(map(str, CARD_FORMATS))}); {_REEXPORT} or "
                          "update bgm2pose.")
-    for kind, name, shape in (("input", INPUT_NAME, INPUT_SHAPE),
+    described = card.get("input") if isinstance(card.get("input"), dict) else {}
+    channels = described.get("channels", CHANNELS)  # format 1 predates other inputs than the paper's
+    channels = tuple(channels) if isinstance(channels, (list, tuple)) else ()
+    try:
+        inputs_of(channels)
+    except InputsError as exc:
+        raise ModelError(f"{where}: {exc}") from None
+    for kind, name, shape in (("input", INPUT_NAME, input_shape(channels)),
                               ("output", OUTPUT_NAME, OUTPUT_SHAPE)):
         recorded = card.get(kind) if isinstance(card.get(kind), dict) else {}
         found = (recorded.get("name"), recorded.get("shape"))
@@ -103,7 +119,7 @@ def _read_card(path: Path) -> tuple[dict, np.ndarray | None]:
                          "checksums differ); put the model's own card beside it or "
                          f"{_REEXPORT}.")
     if card.get("mean_pose") is None:
-        return card, None
+        return card, channels, None
     try:
         mean_pose = np.asarray(card["mean_pose"], np.float32)
         usable = mean_pose.shape in ((3 * N_JOINTS,), (N_JOINTS, 3)) and np.isfinite(mean_pose).all()
@@ -112,12 +128,13 @@ def _read_card(path: Path) -> tuple[dict, np.ndarray | None]:
     if not usable:
         raise ModelError(f"{where} has a mean pose that is not {N_JOINTS} x 3 finite numbers; "
                          f"{_REEXPORT}.")
-    return card, mean_pose.reshape(3 * N_JOINTS)
+    return card, channels, mean_pose.reshape(3 * N_JOINTS)
 
 
 class PoseModel:
-    """An onnxruntime session on an exported model, with its model card (``card``) and the
-    card's training mean pose (``mean_pose``, (63,) float32, or None)."""
+    """An onnxruntime session on an exported model, with its model card (``card``), the
+    features it reads (``inputs``, ``channels``) and the card's training mean pose
+    (``mean_pose``, (63,) float32, or None)."""
 
     def __init__(self, path: str | Path, threads: int = 1):
         self.path = Path(path)
@@ -133,17 +150,22 @@ class PoseModel:
             raise ModelError(f"onnxruntime cannot load {self.path} ({type(exc).__name__}); "
                              f"the file is not an exported model: {_HOW_TO_MAKE}.") from None
         _check_interface(self._session, self.path)
-        self.card, self.mean_pose = _read_card(self.path)
+        self.card, self.channels, self.mean_pose = _read_card(self.path)
+        self.inputs = inputs_of(self.channels)
+        if self._session.get_inputs()[0].shape[1] != len(self.channels):
+            raise ModelError(f"model {self.path} reads {self._session.get_inputs()[0].shape[1]} feature channels "
+                             f"but its card lists {len(self.channels)}; {_REEXPORT}.")
 
     def predict(self, base: np.ndarray) -> np.ndarray:
-        """Base features (B, 9, 12, 128) or (9, 12, 128) -> poses (B, 12, 21, 3) or (12, 21, 3)."""
+        """Features (B, C, 12, 128) or (C, 12, 128) -> poses (B, 12, 21, 3) or (12, 21, 3)."""
         base = np.asarray(base)
         single = base.ndim == 3
         if single:
             base = base[None]
-        if base.ndim != 4 or list(base.shape[1:]) != INPUT_SHAPE[1:] or base.shape[0] == 0:
-            raise ModelError(f"base features have shape {base.shape}; expected (B, 9, 12, 128) or "
-                             "(9, 12, 128) from features.window_features.")
+        c = len(self.channels)
+        if base.ndim != 4 or list(base.shape[1:]) != input_shape(self.channels)[1:] or base.shape[0] == 0:
+            raise ModelError(f"features have shape {base.shape}; expected the model's '{self.inputs}' "
+                             f"inputs, (B, {c}, 12, 128) or ({c}, 12, 128).")
         feed = np.ascontiguousarray(base, dtype=np.float32)
         poses = self._session.run([OUTPUT_NAME], {INPUT_NAME: feed})[0]
         poses = poses.reshape(len(feed), FRAMES_PER_WINDOW, N_JOINTS, 3)

@@ -6,6 +6,11 @@ Conventions:
   X (B, 11, 12, 128) = [mic - music_left (4), mic - music_right (4), intensity (3)] and
   M (B, 2, 12, 128) = [music_left, music_right] (``bgm2pose.sensing.features.network_inputs``).
   Every model maps ``forward(x, m)`` to poses (B, 12, 63): 12 frames of 21 joints x (x, y, z).
+- BGM2Pose can also read the channel features C (B, 17, 12, 128) (``sensing.channel``;
+  ``NetConfig.inputs``, ``models.inputs``): ``forward(x, m, c)``, with x and m None when it
+  reads the channel alone. The channel branch is a 2D block stack with pooling like the one
+  after the attention, at half its widths (its 128 values are delay taps, not mel bins, so the music cannot
+  attend to them); its flattened features join the paper branch's before the trunk.
 - Every model also has ``forward_train(x, m) -> (poses, audio_embedding | None)``; only
   BGM2Pose with contrastive pose extraction (CPE) returns an embedding, (B, E) unit length.
 - Time: the trunk's Conv1d(k=2) is padded by one frame on the *left*, so frame t sees frames
@@ -27,12 +32,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from bgm2pose.models.inputs import INPUTS
 from bgm2pose.sensing.skeleton import N_JOINTS
+from bgm2pose.sensing.channel import CHANNELS as CHANNEL_CHANNELS
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.features import FRAMES_PER_WINDOW, N_MELS
 
 N_X = 11
 N_M = 2
+N_C = len(CHANNEL_CHANNELS)
 POSE_DIM = 3 * N_JOINTS
 FA_VARIANTS = ("paper", "code")
 
@@ -65,10 +73,13 @@ class NetConfig:
     fa_variant: str = "paper"
     # Shibata's subject discriminator: number of training subjects, 0 = no discriminator.
     n_subjects: int = 0
+    inputs: str = "paper"  # models.inputs: paper | channel | both
 
     def __post_init__(self) -> None:
         for key in ("branch_widths", "block_widths"):
             object.__setattr__(self, key, tuple(int(w) for w in getattr(self, key)))
+        if self.inputs not in INPUTS:
+            raise NetworkError(f"inputs {self.inputs!r} are unknown; choose one of {INPUTS}.")
         if self.fa_variant not in FA_VARIANTS:
             raise NetworkError(f"fa_variant is {self.fa_variant!r}; choose one of {FA_VARIANTS}.")
         widths = (*self.branch_widths, *self.block_widths, self.trunk_width, self.baseline_width)
@@ -134,6 +145,16 @@ def check_inputs(x: torch.Tensor, m: torch.Tensor) -> None:
             f"network inputs have shapes {tuple(x.shape)} and {tuple(m.shape)}; expected "
             f"(B, {', '.join(map(str, want_x))}) and (B, {', '.join(map(str, want_m))}) "
             "from features.network_inputs."
+        )
+
+
+def check_channel(c: torch.Tensor | None) -> None:
+    """Raise NetworkError unless c is (B, 17, 12, 128)."""
+    want = (N_C, FRAMES_PER_WINDOW, N_MELS)
+    if c is None or c.dim() != 4 or tuple(c.shape[1:]) != want:
+        raise NetworkError(
+            f"channel input has shape {None if c is None else tuple(c.shape)}; expected "
+            f"(B, {', '.join(map(str, want))}) from sensing.channel."
         )
 
 
@@ -277,6 +298,26 @@ class BGM2Pose(nn.Module):
     def __init__(self, config: NetConfig):
         super().__init__()
         self.config = config
+        bins = N_MELS // 2 ** len(config.block_widths)
+        trunk_in = 0
+        self.channel = None
+        if config.inputs != "paper":
+            # Half the widths of the blocks after the attention: 17 input channels, not d.
+            widths = tuple(max(1, w // 2) for w in config.block_widths)
+            self.channel = conv_stack2d(N_C, widths, pool=True)
+            trunk_in += widths[-1] * bins
+        if config.inputs != "channel":
+            self._paper_branches(config)
+            trunk_in += config.block_widths[-1] * bins
+        self.trunk = Trunk1d(trunk_in, config.trunk_width)
+        self.decoder = TemporalUNet(config.trunk_width)
+        if config.use_cpe:
+            w = config.trunk_width
+            self.audio_embedding = SequenceEmbedding(w, FRAMES_PER_WINDOW, config.embed_heads, config.dropout)
+            self.pose_encoder = nn.Conv1d(POSE_DIM, w, 3, padding=1)
+            self.pose_summary = SequenceEmbedding(w, FRAMES_PER_WINDOW, config.embed_heads, config.dropout)
+
+    def _paper_branches(self, config: NetConfig) -> None:
         d = config.d
         self.recorded = conv_stack2d(N_X, config.branch_widths, pool=False)
         self.music = conv_stack2d(N_M, config.branch_widths, pool=False) if config.music_conditioning else None
@@ -289,17 +330,18 @@ class BGM2Pose(nn.Module):
             # ablation removes the attention and nothing else.
             self.fuse = nn.Conv2d(2 * d, d, 1)
         self.blocks = conv_stack2d(d, config.block_widths, pool=True)
-        bins = N_MELS // 2 ** len(config.block_widths)
-        self.trunk = Trunk1d(config.block_widths[-1] * bins, config.trunk_width)
-        self.decoder = TemporalUNet(config.trunk_width)
-        if config.use_cpe:
-            w = config.trunk_width
-            self.audio_embedding = SequenceEmbedding(w, FRAMES_PER_WINDOW, config.embed_heads, config.dropout)
-            self.pose_encoder = nn.Conv1d(POSE_DIM, w, 3, padding=1)
-            self.pose_summary = SequenceEmbedding(w, FRAMES_PER_WINDOW, config.embed_heads, config.dropout)
 
-    def features(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor | None, m: torch.Tensor | None, c: torch.Tensor | None = None) -> torch.Tensor:
         """Trunk features (B, trunk_width, 12)."""
+        parts = []
+        if self.config.inputs != "channel":
+            parts.append(self._paper_features(x, m))
+        if self.config.inputs != "paper":
+            check_channel(c)
+            parts.append(flatten_mel(self.channel(c)))
+        return self.trunk(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
+
+    def _paper_features(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         check_inputs(x, m)
         embedding = self.freq_embedding.t()[None, :, None, :]  # (1, d, 1, F)
         rec = self.recorded(x) + embedding
@@ -310,13 +352,14 @@ class BGM2Pose(nn.Module):
             h = self.fuse(torch.cat([rec, music], dim=1))
         else:
             h = rec
-        return self.trunk(flatten_mel(self.blocks(h)))
+        return flatten_mel(self.blocks(h))
 
-    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.features(x, m))
+    def forward(self, x: torch.Tensor | None, m: torch.Tensor | None, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decoder(self.features(x, m, c))
 
-    def forward_train(self, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h = self.features(x, m)
+    def forward_train(self, x: torch.Tensor | None, m: torch.Tensor | None,
+                      c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = self.features(x, m, c)
         embedding = self.audio_embedding(h) if self.config.use_cpe else None
         return self.decoder(h), embedding
 
@@ -341,6 +384,8 @@ def count_macs(model: nn.Module) -> int:
     model.eval()
     x = torch.zeros(1, N_X, FRAMES_PER_WINDOW, N_MELS)
     m = torch.zeros(1, N_M, FRAMES_PER_WINDOW, N_MELS)
+    inputs = getattr(getattr(model, "config", None), "inputs", "paper")
+    args = (x, m) if inputs == "paper" else (x, m, torch.zeros(1, N_C, FRAMES_PER_WINDOW, N_MELS))
     counter = FlopCounterMode(
         display=False,
         custom_mapping={torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops},
@@ -351,7 +396,7 @@ def count_macs(model: nn.Module) -> int:
             # Toggling oneDNN warns about Intel-GPU TF32, which does not concern a count.
             warnings.simplefilter("ignore")
             with torch.backends.mkldnn.flags(enabled=False), counter:
-                model(x, m)
+                model(*args)
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2

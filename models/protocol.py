@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from bgm2pose.models.baselines import build_model
-from bgm2pose.models.data import DataError, WindowSet
+from bgm2pose.models.data import DataError, WindowSet, model_features
 from bgm2pose.models.evaluation import mean_pose_prediction
 from bgm2pose.models.losses import loss_weights
 from bgm2pose.models.metrics import evaluate
@@ -57,6 +57,10 @@ ROWS: tuple[Row, ...] = (
     Row("Ginosar", "ginosar"),
     Row("Shibata", "shibata"),
     Row("BGM2Pose", "bgm2pose"),
+    # The same network reading the channel estimate (sensing.channel) instead of, or beside,
+    # the paper's features.
+    Row("BGM2Pose, channel input", "bgm2pose", (("inputs", "channel"),)),
+    Row("BGM2Pose, both inputs", "bgm2pose", (("inputs", "both"),)),
     Row("w/o CPE", "bgm2pose", (("use_cpe", False),), group="ablation"),
     Row("w/o hard negatives", "bgm2pose", hard_negatives=False, group="ablation"),
     Row("w/o FA", "bgm2pose", (("use_fa", False),), group="ablation"),
@@ -164,12 +168,13 @@ def split(windows: WindowSet, job: Job, fraction: float = 1.0) -> tuple[np.ndarr
 
 
 def _shuffled(windows: WindowSet, train: np.ndarray, test: np.ndarray, seed: int) -> tuple[WindowSet, np.ndarray, np.ndarray]:
-    """A copy of the job's windows with base features permuted within train and within test."""
+    """A copy of the job's windows with features (base and channel alike) permuted within train
+    and within test."""
     rng = np.random.default_rng(seed + 7919)
     sub = windows.subset(np.concatenate([train, test]))
     n = len(train)
-    sub.base[:n] = sub.base[rng.permutation(n)]
-    sub.base[n:] = sub.base[n + rng.permutation(len(test))]
+    order = np.concatenate([rng.permutation(n), n + rng.permutation(len(test))])
+    sub.base, sub.channel = sub.base[order], sub.channel[order]
     return sub, np.arange(n), np.arange(n, len(sub))
 
 
@@ -192,7 +197,7 @@ def run_job(windows: WindowSet, job: Job, budget: Budget) -> dict:
         data, tr, te = (_shuffled(windows, train_index, test_index, job.seed) if job.row.shuffled
                         else (windows, train_index, test_index))
         result = train(data, tr, train_config(job.row, budget, job.seed), progress=False)
-        pred = predict(result.model, result.stats, data.base[te])
+        pred = predict(result.model, result.stats, model_features(data, te, result.net_config.inputs))
         history = result.history
     show = np.linspace(0, len(test_index) - 1, QUALITATIVE_WINDOWS).round().astype(int)
     return {

@@ -21,7 +21,8 @@
   stop reason, best epoch, wall seconds (summed over resumed parts) and the per-epoch
   history with the train loss terms and ``val_pose`` (the validation loss, comparable with
   the train ``pose`` term), for metrics.json and the model card.
-- Inputs: the network sees ``graph.NetworkInputs`` of the raw base features, with the
+- Inputs: the network sees ``graph.NetworkInputs`` of the raw features its ``NetConfig.inputs``
+  names (``models.inputs``: the paper's base features, the channel features or both), with the
   standardisation fitted on the training windows only.
 - Checkpoint ``<out>/checkpoint.pt`` after every epoch (rank 0): a plain dict of tensors,
   numbers, strings and lists, loadable with ``torch.load(weights_only=True)``; ``resume``
@@ -62,8 +63,9 @@ from torch import nn
 from tqdm import tqdm
 
 from bgm2pose.models.baselines import METHODS, build_model
-from bgm2pose.models.data import ExcerptBatchSampler, WindowSet, fit_stats
+from bgm2pose.models.data import ExcerptBatchSampler, WindowSet, fit_stats, model_features
 from bgm2pose.models.graph import NetworkInputs
+from bgm2pose.models.inputs import input_channels, inputs_of
 from bgm2pose.models.losses import LossWeights, discriminator_loss, loss_weights, total_loss
 from bgm2pose.models.networks import NetConfig, preset
 from bgm2pose.sensing.errors import UserError, require_file
@@ -151,15 +153,15 @@ class TrainStep(nn.Module):
         self.weights = weights
         self.register_buffer("mean_pose", torch.from_numpy(mean_pose.astype(np.float32)))
 
-    def forward(self, base: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, m = self.inputs(base)
+    def forward(self, inputs: torch.Tensor, poses: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        network_inputs = self.inputs(inputs)
         features = subject_logits = audio_emb = None
         if self.weights.confusion:
             # Not detached: the confusion term trains the encoder to hide the subject.
-            pred, features = self.network.forward_features(x, m)
+            pred, features = self.network.forward_features(*network_inputs)
             subject_logits = self.network.discriminator(features)
         else:
-            pred, audio_emb = self.network.forward_train(x, m)
+            pred, audio_emb = self.network.forward_train(*network_inputs)
         # The pose encoder sees poses relative to the training mean pose: raw normalised poses
         # share a large offset (y is height, hips near 10) that swamps what tells them apart.
         pose_emb = self.network.pose_embedding(poses - self.mean_pose) if self.weights.clip else None
@@ -329,9 +331,10 @@ def load_checkpoint(path: str | Path) -> dict:
 def model_from_checkpoint(ckpt: dict) -> tuple[nn.Module, FeatureStats, TrainConfig]:
     """The kept network (the best so far if training has not finished), eval mode."""
     config = TrainConfig.from_dict(ckpt["train_config"])
-    net = build_model(config.method, NetConfig.from_dict(ckpt["net_config"]))
+    net_config = NetConfig.from_dict(ckpt["net_config"])
+    net = build_model(config.method, net_config)
     net.load_state_dict(ckpt["kept"])
-    return net.eval(), FeatureStats.from_dict(ckpt["stats"]), config
+    return net.eval(), FeatureStats.from_dict(ckpt["stats"], input_channels(net_config.inputs)), config
 
 
 @dataclass
@@ -380,7 +383,7 @@ def train(
         net_config = replace(net_config, n_subjects=int(subjects.max()) + 1)
     weights = loss_weights(config.method, net_config)
     hard = config.hard_negatives if config.hard_negatives is not None else bool(weights.clip)
-    stats = fit_stats(windows, train_index)
+    stats = fit_stats(windows, train_index, net_config.inputs)
     # Everything the run learned from or chose its stop on, so a model card never calls the
     # validation subject unseen.
     data = windows.describe(np.concatenate([train_index, val_index]))
@@ -439,7 +442,8 @@ def train(
         bar = tqdm(sampler, desc=f"epoch {epoch + 1}", unit="batch", disable=not show, leave=False)
         for batch in bar:
             rows = train_index[batch]
-            values, features = _pose_step(model, optimiser, schedule, torch.from_numpy(windows.base[rows]).to(device),
+            inputs = torch.from_numpy(model_features(windows, rows, net_config.inputs)).to(device)
+            values, features = _pose_step(model, optimiser, schedule, inputs,
                                           torch.from_numpy(windows.poses[rows]).to(device), epoch)
             if discriminator is not None:
                 values |= discriminator.step(features, batch)
@@ -503,7 +507,7 @@ def _validation_loss(evaluator: nn.Module, state: dict, stats: FeatureStats, win
     loss = torch.zeros((), dtype=torch.float64, device=device)
     if rank == 0:
         evaluator.load_state_dict(state)
-        pred = predict(evaluator, stats, windows.base[index])
+        pred = predict(evaluator, stats, model_features(windows, index, inputs_of(stats.channels)))
         loss += float(np.mean(np.square(pred - windows.poses[index], dtype=np.float64)))
     if world > 1:
         dist.broadcast(loss, 0)
@@ -525,12 +529,13 @@ def _save(path: Path, ckpt: dict) -> None:
 
 
 @torch.no_grad()
-def predict(network: nn.Module, stats: FeatureStats, base: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Poses (N, 12, 63) of base features (N, 9, 12, 128) with a torch network in eval mode."""
+def predict(network: nn.Module, stats: FeatureStats, features: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Poses (N, 12, 63) of features (N, C, 12, 128) (``data.model_features``, the channels of
+    ``stats``) with a torch network in eval mode."""
     network.eval()
     inputs = NetworkInputs(stats)
     device = next(network.parameters()).device
     inputs.to(device)
-    out = [network(*inputs(torch.from_numpy(base[i : i + batch]).to(device))).cpu().numpy()
-           for i in range(0, len(base), batch)]
+    out = [network(*inputs(torch.from_numpy(features[i : i + batch]).to(device))).cpu().numpy()
+           for i in range(0, len(features), batch)]
     return np.concatenate(out) if out else np.zeros((0, 12, 63), np.float32)

@@ -1,4 +1,5 @@
-"""Training windows from session folders: aligned 0.6 s feature windows and their 12 poses.
+"""Training windows from session folders: aligned 0.6 s feature windows (the paper's base
+features and the channel features, ``sensing.channel``, of the same frames) and their 12 poses.
 
 Alignment: mic sample n pairs with reference sample n - latency (the session's latency,
 rounded to a whole sample here; sub-sample latency only shifts phase by < 1/2 sample,
@@ -15,17 +16,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bgm2pose.sensing.skeleton import N_JOINTS, normalise
+from bgm2pose.sensing.channel import CHANNELS as CHANNEL_CHANNELS
+from bgm2pose.sensing.channel import channel_frames
 from bgm2pose.sensing.errors import InputWarning
 from bgm2pose.sensing.features import (
     CHANNELS, FRAMES_PER_WINDOW, HOP, N_MELS, WINDOW_SAMPLES, frame_features, windows_from_frames,
 )
 from bgm2pose.sensing.session import MIC_FILE, REFERENCE_FILE, Session
+from bgm2pose.sensing.skeleton import N_JOINTS, normalise
 
 
 @dataclass
 class SessionWindows:
     base: np.ndarray  # (B, 9, 12, 128) float32 base features
+    channel: np.ndarray  # (B, 17, 12, 128) float32 channel features (sensing.channel)
     poses: np.ndarray  # (B, 12, 63) float32, normalised; NaN-free
     start_sample: np.ndarray  # (B,) int64, first mic sample of each window
     subject: str
@@ -69,8 +73,12 @@ def session_windows(session: Session, hop_frames: int = FRAMES_PER_WINDOW) -> Se
     usable = n_frames * HOP
     starts = np.arange(0, n_frames - FRAMES_PER_WINDOW + 1, hop_frames)
     # A session shorter than one window has none (and maybe not one whole frame to compute).
-    frames = (frame_features(mic[:, :usable], ref[:, :usable]) if len(starts)
-              else np.zeros((len(CHANNELS), 0, N_MELS), np.float32))
+    if len(starts):
+        frames = frame_features(mic[:, :usable], ref[:, :usable])
+        channel = channel_frames(mic[:, :usable], ref[:, :usable])
+    else:
+        frames = np.zeros((len(CHANNELS), 0, N_MELS), np.float32)
+        channel = np.zeros((len(CHANNEL_CHANNELS), 0, N_MELS), np.float32)
     start_sample = first + starts * HOP
     sr, fps = session.info.sample_rate, session.info.pose_fps
     if session.poses is None:
@@ -92,6 +100,7 @@ def session_windows(session: Session, hop_frames: int = FRAMES_PER_WINDOW) -> Se
         poses = normalise(joints).reshape(len(starts), FRAMES_PER_WINDOW, 3 * N_JOINTS)
     return SessionWindows(
         base=windows_from_frames(frames, starts),
+        channel=windows_from_frames(channel, starts),
         poses=poses.astype(np.float32),
         start_sample=start_sample.astype(np.int64),
         subject=str(session.info.subject.get("name", "")),

@@ -54,7 +54,7 @@ def _varied(model: torch.nn.Module, stats) -> torch.nn.Module:
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()
             module.momentum = None
-    z = torch.randn(16, 9, 12, 128)
+    z = torch.randn(16, len(stats.channels), 12, 128)
     inputs = NetworkInputs(stats)(z * torch.tensor(stats.std, dtype=torch.float32)[:, None, None]
                                   + torch.tensor(stats.mean, dtype=torch.float32)[:, None, None])
     with torch.no_grad():
@@ -135,6 +135,35 @@ def test_fast_virtual_rig_publishes_every_window_with_its_times_poses_truth_and_
     assert stats.features_ms > 0 and stats.inference_ms > 0 and stats.e2e_ms > 0
     assert stats.latency_samples == 0.0 and stats.drift_ppm is None and stats.status == ""
     assert stats.backend == "virtual rig" and not engine.running
+
+
+def test_a_model_reading_both_inputs_gets_the_recordings_channel_features_live(tmp_path):
+    from bgm2pose.models.inputs import input_channels
+    from bgm2pose.sensing.channel import channel_frames
+    from bgm2pose.sensing.features import FeatureStats
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    stats = FeatureStats(
+        mean=np.concatenate([[-60, -63, -64, -62, -50, -51, 0.1, -0.05, 0.2], np.zeros(8), np.full(8, -30), [0.5]]),
+        std=np.concatenate([[12, 11, 11, 12, 15, 15, 0.4, 0.3, 0.5], np.full(8, 0.1), np.full(8, 10), [0.5]]),
+        channels=input_channels("both"))
+    path = tmp_path / "both.onnx"
+    export_onnx(_varied(build_model("bgm2pose", preset("cpu", inputs="both")), stats), stats, path,
+                {"mean_pose": MEAN_POSE.reshape(63).tolist()})
+    engine = run_fast(path, 4.0)
+    updates = engine.feed.history(1000)
+    assert engine.model.inputs == "both"
+    assert len(updates) == (4 * FS - WINDOW) // HOP + 1
+    mic = engine.backend.recorded.read(0, 4 * FS)
+    music = engine.player.reference.read(0, 4 * FS)
+    channel = channel_frames(mic, music)
+    assert channel[-1, -1, 0] == 1.0  # the channel estimate has settled: not all neutral
+    for u in updates[::5]:
+        end = round(u.capture_time * FS)
+        features = np.concatenate([window_features(mic[:, end - WINDOW:end], music[:, end - WINDOW:end]),
+                                   channel[:, end // HOP - 12 : end // HOP]])
+        np.testing.assert_allclose(u.poses, engine.model.predict(features), atol=1e-4)
 
 
 def test_average_policy_is_the_mean_of_the_overlapping_windows_at_each_time(model_path):

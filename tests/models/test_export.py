@@ -11,7 +11,9 @@ from bgm2pose.models.baselines import METHODS, build_model
 from bgm2pose.models.export import ExportError, card_path, export_onnx
 from bgm2pose.models.graph import NetworkInputs
 from bgm2pose.models.inference import ModelError, PoseModel, demo_model_path
+from bgm2pose.models.inputs import input_channels
 from bgm2pose.models.networks import preset
+from bgm2pose.sensing.channel import CHANNELS as CHANNEL_CHANNELS
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.features import FeatureStats, network_inputs
 
@@ -27,7 +29,7 @@ def _stats() -> FeatureStats:
 
 
 def _base(stats: FeatureStats, batch: int, seed: int) -> np.ndarray:
-    z = np.random.default_rng(seed).standard_normal((batch, 9, 12, 128)).astype(np.float32)
+    z = np.random.default_rng(seed).standard_normal((batch, len(stats.channels), 12, 128)).astype(np.float32)
     return z * stats.std[:, None, None] + stats.mean[:, None, None]
 
 
@@ -67,6 +69,36 @@ def test_onnx_matches_torch_from_raw_base_features(tmp_path, method):
     assert expected.std() > 0.3
     assert np.abs(got - expected).max() < 1e-4
     assert np.abs(pm.predict(base[2]) - expected[2]).max() < 1e-4
+
+
+@pytest.mark.parametrize("inputs", ["channel", "both"])
+def test_onnx_with_the_channel_branch_matches_torch_and_reads_what_its_card_lists(tmp_path, inputs):
+    torch.manual_seed(0)
+    paper = _stats()
+    rng = np.random.default_rng(3)
+    channel = FeatureStats(mean=rng.normal(size=17) * 5, std=rng.uniform(0.5, 5, 17), channels=CHANNEL_CHANNELS)
+    stats = channel if inputs == "channel" else FeatureStats(
+        mean=np.concatenate([paper.mean, channel.mean]), std=np.concatenate([paper.std, channel.std]),
+        channels=input_channels("both"))
+    model = _trained_like(build_model("bgm2pose", preset("cpu", inputs=inputs)), stats)
+    path = tmp_path / f"{inputs}.onnx"
+    card = export_onnx(model, stats, path, {})
+    assert card["parity_max_abs"] < 1e-4
+    assert card["input"]["channels"] == list(input_channels(inputs))
+    pm = PoseModel(path)
+    assert pm.inputs == inputs
+    features = (rng.standard_normal((4, len(stats.channels), 12, 128)) * stats.std[:, None, None]
+                + stats.mean[:, None, None]).astype(np.float32)
+    z = (features - stats.mean[:, None, None]) / stats.std[:, None, None]
+    c = torch.from_numpy(z[:, -17:])
+    x, m = network_inputs(features[:, :9], paper) if inputs == "both" else (None, None)
+    with torch.no_grad():
+        expected = model(None if x is None else torch.from_numpy(x), None if m is None else torch.from_numpy(m),
+                         c).numpy().reshape(4, 12, 21, 3)
+    assert expected.std() > 0.3
+    assert np.abs(pm.predict(features) - expected).max() < 1e-4
+    with pytest.raises(ModelError, match="17, 12, 128|26, 12, 128"):
+        pm.predict(features[:, :9])
 
 
 def test_card_records_config_stats_and_caller_fields(tmp_path):

@@ -27,6 +27,7 @@ def _windows(subjects=("S1", "S2", "S3"), per=4) -> WindowSet:
     poses[..., 1] += np.arange(21, dtype=np.float32)[:, None].T  # heads above necks: PCKh defined
     return WindowSet(
         base=rng.normal(size=(n, 9, 12, 128)).astype(np.float32) * 10 - 50,
+        channel=rng.normal(size=(n, 17, 12, 128)).astype(np.float32),
         poses=poses.reshape(n, 12, 63),
         subject=np.array([r[0] for r in rows]), track=np.array([r[1] for r in rows]),
         genre=np.array([r[1].split("-")[0] for r in rows]),

@@ -44,7 +44,8 @@ def _windows(n: int, seed: int = 0, subjects: int = 2) -> WindowSet:
     base = rng.standard_normal((n, 9, 12, 128)).astype(np.float32)
     base[:, :6] = base[:, :6] * 10 - 60
     return WindowSet(
-        base=base, poses=np.concatenate(poses).astype(np.float32),
+        base=base, channel=rng.standard_normal((n, 17, 12, 128)).astype(np.float32),
+        poses=np.concatenate(poses).astype(np.float32),
         subject=np.repeat([f"S{i + 1}" for i in range(subjects)], k), track=np.full(n, "ambient-0000"),
         genre=np.full(n, "ambient"), excerpt=np.tile([f"ambient-0000@{i * 28800}" for i in range(k)], subjects),
     )

@@ -274,7 +274,7 @@ def test_bad_window_and_frame_arguments_raise():
         F.windows_from_frames(frames, np.array([0, 9]))
     with pytest.raises(F.FeatureError, match="integer"):
         F.windows_from_frames(frames, np.array([0.5]))
-    with pytest.raises(F.FeatureError, match=r"expected \(9, T, 128\)"):
-        F.windows_from_frames(np.zeros((6, 20, 128)), np.array([0]))
+    with pytest.raises(F.FeatureError, match=r"expected \(channels, T, 128\)"):
+        F.windows_from_frames(np.zeros((6, 20, 64)), np.array([0]))
     with pytest.raises(F.FeatureError, match=r"expected \(B, 9, 12, 128\)"):
         F.network_inputs(np.zeros((9, 12, 128)), F.FeatureStats(mean=np.zeros(9), std=np.ones(9)))
