@@ -7,11 +7,9 @@ room as its own process on the cheap test rig (``{"body_paths": "direct"}``, sub
 ``bgm2pose run --backend duplex`` through it with the estimator (the demo model unless
 ``--model``), for MINUTES, while BUSY ``nice -n 19`` busy loops occupy the machine.
 
-Who was late: for every xrun jackd logs the clients that had not finished their cycle, with
-their state; the one ``Running`` is the late one, the ones ``Triggered`` were waiting behind
-it. bgm2pose's stream is the client ``PortAudio`` (the room shuts PortAudio down, so it is
-the only one), the room the client ``room``; in an xrun with no client running, none was
-even woken in time: the machine (or the server) was late. Printed beside them: the duplex backend's own xrun count (the
+Who was late: read from jackd's log (``sensing.jack_log``). bgm2pose's stream is the client
+``PortAudio`` (the room shuts PortAudio down, so it is the only one), the room the client
+``room``. Printed beside them: the duplex backend's own xrun count (the
 device flags it saw, whoever caused them), the run's summary (windows, flagged, feature and
 inference medians) and the room's late blocks and CPU. Last line: the xruns jackd blames on
 bgm2pose, scaled to 10 minutes (goal 0).
@@ -29,18 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 from bgm2pose.app.xvfb import stop_process
+from bgm2pose.sensing.jack_log import PORTAUDIO, late_clients
 
 RATE, PERIOD = 48_000, 512
 SERVER = "bgm2pose-realtime"
-BGM2POSE_CLIENT = "PortAudio"
-# "JackEngine::XRun: client = room was not finished, state = Running"
-LATE = re.compile(r"XRun: client = (\S+) was not finished, state = (\w+)")
-END_OF_XRUN = "Process error"  # jackd's last line about one xrun
-NO_CLIENT_RAN = "no client ran (machine or server late)"
 
 
 def start_jackd(log: Path) -> subprocess.Popen:
@@ -62,20 +55,6 @@ def room_line(proc: subprocess.Popen, timeout: float) -> dict:
     if not line:
         raise SystemExit("the virtual room printed no status line; is jackd running?")
     return json.loads(line)
-
-
-def blame(log: str) -> Counter:
-    """Xruns by who was late, from jackd's log (see the module docstring)."""
-    xruns: Counter = Counter()
-    running: list[str] = []
-    for line in log.splitlines():
-        if match := LATE.search(line):
-            if match.group(2) == "Running":
-                running.append(match.group(1))
-        elif END_OF_XRUN in line:
-            xruns.update(running or [NO_CLIENT_RAN])
-            running = []
-    return xruns
 
 
 def summary_rows(stderr: str) -> dict[str, str]:
@@ -134,9 +113,9 @@ def main() -> int:
         print(run.stderr, file=sys.stderr)
         print(f"bgm2pose run failed (exit {run.returncode})")
         return 1
-    late = blame(log)
+    late = late_clients(log)
     minutes = int(re.search(r"\((\d+) samples\)", rows["captured audio"]).group(1)) / RATE / 60
-    ours = late.get(BGM2POSE_CLIENT, 0)
+    ours = late.get(PORTAUDIO, 0)
     print(f"{minutes:.1f} min of audio in {wall / 60:.1f} min wall, {args.busy} nice -n 19 "
           f"busy loops, room on the direct-path rig (CPU {stopped.get('cpu_load', 0):.2f} "
           f"core, late blocks {stopped.get('late_blocks')})")

@@ -6,6 +6,8 @@ under the first name of a small pool no running server holds (see ``_NAME_POOL``
 (otherwise its JACK host API aborts the process); a test that starts a JACK client after
 PortAudio initialised calls ``backends.refresh_devices()``.
 
+``jack_log``: the path of that server's log.
+
 ``own_jack_server``: (name, process) of a JACK server of one test's own, for tests that kill it.
 
 ``bad_music``: each kind of music file that cannot be played (``BAD_MUSIC``: empty, no samples,
@@ -133,10 +135,17 @@ def _jackd(prefix: str, log_path):
 
 
 @pytest.fixture(scope="session")
-def jack_server(tmp_path_factory):
+def jack_log(tmp_path_factory):
+    """Path of the session JACK server's log, where jackd names the client late in each xrun
+    (``sensing.jack_log``)."""
+    return tmp_path_factory.mktemp("jack") / "jackd.log"
+
+
+@pytest.fixture(scope="session")
+def jack_server(jack_log):
     """Name of a running JACK server (dummy driver) that lives for the test session."""
     previous = os.environ.get("JACK_DEFAULT_SERVER")
-    with _jackd("bgm2pose-test", tmp_path_factory.mktemp("jack") / "jackd.log") as (name, _):
+    with _jackd("bgm2pose-test", jack_log) as (name, _):
         os.environ["JACK_DEFAULT_SERVER"] = name
         try:
             yield name

@@ -18,6 +18,7 @@ from bgm2pose.models.inference import PoseModel
 from bgm2pose.sensing.skeleton import normalise
 from bgm2pose.models.windows import window_poses
 from bgm2pose.sensing.features import window_features
+from bgm2pose.sensing.jack_log import late_clients
 from bgm2pose.sensing.session import read_session
 from scipy.signal import correlate
 
@@ -106,18 +107,22 @@ def duplex_take(virtual_room, model: Path, folder: Path, rig: Path
 
 
 def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
-        virtual_room, standin_model, tmp_path, direct_rig):
-    for attempt in range(2):  # the loaded shared machine may xrun once; never pass silently
+        virtual_room, standin_model, tmp_path, direct_rig, jack_log):
+    # A loaded shared machine may xrun: a take spoilt so is taken again, never passed
+    # silently; who was late in each (jackd's log) says whose doing it was.
+    for attempt in range(3):
         folder = tmp_path / f"take{attempt}"
         folder.mkdir()
+        logged = len(jack_log.read_text())
         code, rows, err, tape_path, lines_path = duplex_take(virtual_room, standin_model,
                                                              folder, direct_rig)
         assert code == 0, err
+        late = dict(late_clients(jack_log.read_text()[logged:]))
         if int(rows["xruns"]) == 0 and int(rows["windows flagged"]) == 0:
             break
-        print(f"\nattempt {attempt}: {rows['xruns']} xruns, {rows['windows flagged']} flagged "
-              "windows; taking it again")
-    assert int(rows["xruns"]) == 0, f"xruns in both takes:\n{err}"
+        print(f"\nattempt {attempt}: {rows['xruns']} xruns (late: {late}), "
+              f"{rows['windows flagged']} flagged windows; taking it again")
+    assert int(rows["xruns"]) == 0, f"xruns in every take, the last late: {late}\n{err}"
     captured = captured_samples(rows)
     latency = float(rows["latency"].split()[0])
     assert captured >= 20 * FS
