@@ -88,6 +88,7 @@ def _probe(dataset: Path, args: argparse.Namespace
     with tqdm(total=len(set(subjects)), desc="held-out subjects", unit="subject") as bar:
         results = leave_one_subject_out(base, poses, subjects, excerpts, alpha=args.alpha,
                                         mlp_epochs=args.mlp_epochs,
+                                        channel=np.concatenate([w.channel for w in parts]),
                                         progress=lambda _: bar.update())
     return dataset, folders, results
 

@@ -1,8 +1,8 @@
 """Cost of the live estimator per window, its CPU share of one core and its end-to-end latency.
 
-Run: ``.venv/bin/python benchmarks/live.py [--seconds 30] [--model M.onnx] [--hop 2400]``.
-Without ``--model`` the ``cpu`` preset is exported untrained to a temporary folder (the cost
-of a network does not depend on its weights). The live engine runs on the virtual rig in
+Run: ``.venv/bin/python benchmarks/live.py [--seconds 30] [--model M.onnx | --inputs channel]
+[--hop 2400]``. Without ``--model`` the ``cpu`` preset reading ``--inputs`` is exported untrained
+to a temporary folder (the cost of a network does not depend on its weights). The live engine runs on the virtual rig in
 real time; the rig's rendering stands in for the audio device and is *not* the engine's
 cost, so CPU is read per thread (Linux ``/proc/self/task``): the estimator's worker (features,
 inference, policy, metrics, polling) and the player's decoder are the engine. Figures:
@@ -32,11 +32,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from bgm2pose.app.live_engine import LiveEngine, LiveOptions  # noqa: E402
-from bgm2pose.sensing.features import WINDOW_SAMPLES, window_features  # noqa: E402
+from bgm2pose.models.inputs import INPUTS, WindowFeatures  # noqa: E402
+from bgm2pose.sensing.features import WINDOW_SAMPLES  # noqa: E402
 from untrained import untrained_model  # noqa: E402
 
 CPU_GOAL = 0.30
 E2E_GOAL_MS = 80.0
+_FEATURE_CALLS = 100
 
 
 def thread_cpu(native_id: int) -> float:
@@ -75,11 +77,22 @@ def measure(model: Path, seconds: float, hop: int) -> dict[str, float]:
     engine.stop()
     windows = stats.windows - windows0
     per_window_ms = cpu / max(windows, 1) * 1e3
+    # The features the model reads, window after window as the estimator computes them (the
+    # channel estimate carries its state from one window to the next): the last seconds of the
+    # run's own audio, hop by hop.
+    span = WINDOW_SAMPLES + (_FEATURE_CALLS + 1) * hop
     end = engine.backend.recorded.end
-    mic = engine.backend.recorded.read(end - WINDOW_SAMPLES, WINDOW_SAMPLES)
-    music = engine.player.reference.read(end - WINDOW_SAMPLES, WINDOW_SAMPLES)
-    base = window_features(mic, music)
-    features_ms = cpu_ms(lambda: window_features(mic, music))
+    mic = engine.backend.recorded.read(end - span, span)
+    music = engine.player.reference.read(end - span, span)
+    features = WindowFeatures(engine.model.inputs)
+    ends = iter(range(WINDOW_SAMPLES, span + 1, hop))
+
+    def next_window() -> np.ndarray:
+        e = next(ends)
+        return features(mic[:, e - WINDOW_SAMPLES : e], music[:, e - WINDOW_SAMPLES : e], e)
+
+    base = next_window()
+    features_ms = cpu_ms(next_window, runs=_FEATURE_CALLS - 5)
     inference_ms = cpu_ms(lambda: engine.model.predict(base))
     return {
         "windows": windows, "wall_s": wall, "features_ms": features_ms,
@@ -96,11 +109,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--hop", type=int, default=2400)
+    parser.add_argument("--inputs", choices=INPUTS, default="paper",
+                        help="what the untrained model reads when no --model is given")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model or untrained_model(Path(tmp))
+        model = args.model or untrained_model(Path(tmp), args.inputs)
         r = measure(model, args.seconds, args.hop)
-    print(f"model {model.name if args.model else 'cpu preset (untrained)'}, hop {args.hop} "
+    print(f"model {model.name if args.model else f'cpu preset (untrained, {args.inputs} inputs)'}, hop {args.hop} "
           f"samples, {r['windows']} windows in {r['wall_s']:.1f} s, "
           f"dropped {r['dropped']}, flagged {r['flagged']}")
     print(f"per window (CPU): features {r['features_ms']:.2f} ms, inference "

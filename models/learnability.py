@@ -1,12 +1,16 @@
 """Is pose recoverable from the features at all? Probes on unseen subjects.
 
 Regressors from a window's features (mel pooled 4:1 to keep the problem small) to its
-12 x 63 normalised poses, trained leave-one-subject-out, on two inputs:
+12 x 63 normalised poses, trained leave-one-subject-out, on three inputs:
 - ``plain``: the standardised network inputs (X and M) as the network sees them;
 - ``excerpt``: the mic channels (log-mel and intensity) minus their mean over the training
   sessions that played the same music excerpt (same track, same position). Every session
   plays its track from the start, so this removes what the music and the static room put
-  into a window and leaves what differs between takes: the body (and noise).
+  into a window and leaves what differs between takes: the body (and noise). It needs
+  sessions that played the same music, which a live rig never has;
+- ``channel``: the channel features (``sensing.channel``), per-channel standardised: the
+  transfer function's change from its causal background, which needs no other session and
+  does not depend on the music (taps pooled 4:1 like the mel bands).
 Two regressors: ridge (linear, closed form) and a small MLP (two hidden layers), the simplest
 model that can use a signature that is not linear in the pose, such as an arm entering the
 line of sight. Two controls: the mean-pose predictor (the training split's mean pose), and
@@ -24,12 +28,13 @@ import numpy as np
 import torch
 
 from bgm2pose.models.metrics import mae, mae_per_axis, pckh
+from bgm2pose.sensing.channel import CHANNELS as CHANNEL_CHANNELS
 from bgm2pose.sensing.features import CHANNELS, FeatureStats, network_inputs
 from bgm2pose.sensing.skeleton import PARTS
 
 MEL_POOL = 4
-# (input, regressor) pairs; the MLP runs on the excerpt input only, where the music is gone.
-PROBES = (("plain", "ridge"), ("excerpt", "ridge"), ("excerpt", "mlp"))
+# (input, regressor) pairs; the MLP runs on the inputs where the music is gone.
+PROBES = (("plain", "ridge"), ("excerpt", "ridge"), ("excerpt", "mlp"), ("channel", "ridge"), ("channel", "mlp"))
 _MIC = [CHANNELS.index(c) for c in ("W", "X", "Y", "Z", "Ix", "Iy", "Iz")]
 _MLP_HIDDEN = 256
 _MLP_DROPOUT = 0.3
@@ -68,6 +73,13 @@ def plain_inputs(base: np.ndarray, train: np.ndarray) -> np.ndarray:
     """Standardised X and M (statistics from the training rows), pooled and flattened."""
     x, m = network_inputs(base, FeatureStats.fit(base[train]))
     return _pool_flat(np.concatenate([x, m], axis=1))
+
+
+def channel_inputs(channel: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Channel features standardised per channel (statistics from the training rows), pooled
+    and flattened."""
+    stats = FeatureStats.fit(channel[train], channels=CHANNEL_CHANNELS)
+    return _pool_flat((channel - stats.mean[:, None, None]) / stats.std[:, None, None])
 
 
 def excerpt_inputs(base: np.ndarray, excerpts: np.ndarray, train: np.ndarray) -> np.ndarray:
@@ -152,12 +164,15 @@ def _fit_predict(regressor: str, x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.nd
 def leave_one_subject_out(
     base: np.ndarray, poses: np.ndarray, subjects: np.ndarray, excerpts: np.ndarray, *,
     alpha: float = 10.0, probes: tuple[tuple[str, str], ...] = PROBES,
-    mlp_epochs: int = MLP_EPOCHS, seed: int = 0,
+    mlp_epochs: int = MLP_EPOCHS, seed: int = 0, channel: np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[ProbeResult]:
     """base (B, 9, 12, 128), poses (B, 12, 63) normalised, subjects (B,) names, excerpts
-    (B,) keys naming the music excerpt of each window (e.g. "jazz-0000@28800").
+    (B,) keys naming the music excerpt of each window (e.g. "jazz-0000@28800"), channel
+    (B, 17, 12, 128) channel features (None: the channel probes are left out).
     ``progress(subject)`` after each held-out subject."""
+    if channel is None:
+        probes = tuple(p for p in probes if p[0] != "channel")
     rng = np.random.default_rng(seed)
     results = []
     y_all = poses.reshape(len(poses), -1).astype(np.float64)
@@ -170,6 +185,7 @@ def leave_one_subject_out(
         for probe, regressor in probes:
             if probe not in inputs:
                 inputs[probe] = (plain_inputs(base, train) if probe == "plain"
+                                 else channel_inputs(channel, train) if probe == "channel"
                                  else excerpt_inputs(base, excerpts, train))
             x = inputs[probe]
             x_tr, x_te = x[train], x[test]
@@ -221,6 +237,9 @@ def comparison_markdown(rows: list[tuple[str, list[ProbeResult]]]) -> str:
     for label, results in rows:
         cells = []
         for name in names:
+            if not any(r.name == name for r in results):  # e.g. no channel features
+                cells += ["-", "-"]
+                continue
             s = summary(results, name)
             cells += [f"{s['mae_fit'] / s['mae_mean_pose']:.3f} "
                       f"({s['mae_shuffled'] / s['mae_mean_pose']:.3f})", f"{s['pckh_fit']:.3f}"]
@@ -235,7 +254,8 @@ def report_markdown(results: list[ProbeResult], title: str, alpha: float,
            "Probes trained leave-one-subject-out on features with mel pooled "
            f"{MEL_POOL}:1; poses in normalised units (hip-spine = 1). Inputs: `plain` = "
            "standardised network inputs; `excerpt` = mic features minus the training mean of "
-           f"the same music excerpt. Regressors: ridge (alpha {alpha:g} x mean feature "
+           "the same music excerpt; `channel` = the channel features (the transfer function's "
+           f"change from its causal background, `sensing.channel`). Regressors: ridge (alpha {alpha:g} x mean feature "
            f"variance); MLP ({_MLP_HIDDEN}-{_MLP_HIDDEN}, L1 loss, {mlp_epochs} epochs).\n"]
     names = list(dict.fromkeys(r.name for r in results))
     out += ["\n## Summary\n", "| probe | MAE / mean pose | shuffled audio: MAE / mean pose "

@@ -93,7 +93,7 @@ def test_learnability_report_from_a_simulated_data_set(tmp_path):
     r = _run("learnability", str(data), "--mlp-epochs", "2", "--out", str(report))
     assert r.returncode == 0, r.stderr
     text = report.read_text()
-    for probe in ("plain ridge", "excerpt ridge", "excerpt mlp"):
+    for probe in ("plain ridge", "excerpt ridge", "excerpt mlp", "channel ridge", "channel mlp"):
         assert f"| {probe} |" in text
     assert "| S1 | 10 |" in text and "| S3 | 10 |" in text  # 6 s of 0.6 s windows each
     assert "warning" not in r.stderr
@@ -115,7 +115,7 @@ def test_learnability_report_from_a_simulated_data_set(tmp_path):
     rows = [line for line in compared.splitlines() if line.startswith("| `")]
     assert len(rows) == 2 and rows[0].startswith(f"| `{data}` |")
     assert rows[1].startswith(f"| `{direct}` (body_paths direct) |")
-    assert rows[0].count("|") == rows[1].count("|") == 2 + 2 * 3 + 1
+    assert rows[0].count("|") == rows[1].count("|") == 2 + 2 * 5 + 1
 
     # Two subjects on a track: the excerpt probes have nothing to learn from, and say so.
     shutil.rmtree(data / "S3_ambient-0000_t0")

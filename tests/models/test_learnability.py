@@ -30,13 +30,23 @@ def _dataset(n_per_subject=120, subjects=4, seed=0):
     return base.astype(np.float32), poses.reshape(n, 12, 63).astype(np.float32), subject_names, excerpts
 
 
+def _channel(base: np.ndarray, poses: np.ndarray, seed=1) -> np.ndarray:
+    """Channel features that carry the arms' heights as the mic features do, without music."""
+    rng = np.random.default_rng(seed)
+    heights = poses.reshape(len(poses), 12, 21, 3)[:, 0, list(PARTS["arm"]), 1]
+    mixing = rng.normal(size=(8, 17 * 12 * 128))
+    channel = (heights @ mixing).reshape(len(poses), 17, 12, 128) + 0.1 * rng.normal(size=(len(poses), 17, 12, 128))
+    return channel.astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def results():
     base, poses, subjects, excerpts = _dataset()
-    return leave_one_subject_out(base, poses, subjects, excerpts, alpha=1.0, mlp_epochs=30)
+    return leave_one_subject_out(base, poses, subjects, excerpts, alpha=1.0, mlp_epochs=30,
+                                 channel=_channel(base, poses))
 
 
-@pytest.mark.parametrize("name", ["excerpt ridge", "excerpt mlp"])
+@pytest.mark.parametrize("name", ["excerpt ridge", "excerpt mlp", "channel ridge"])
 def test_excerpt_probes_find_what_the_features_carry_and_shuffling_destroys_it(results, name):
     s = summary(results, name)
     assert s["mae_fit"] < 0.98 * s["mae_mean_pose"]
@@ -76,14 +86,15 @@ def test_excerpt_inputs_remove_the_shared_music():
 def test_report_lists_folds_and_axes(results):
     text = report_markdown(results, "t", 1.0)
     assert "| S3 |" in text and "| **all** |" in text
-    assert "| arm |" in text and text.count("| part | x | y | z |") == 3
+    assert "| arm |" in text and text.count("| part | x | y | z |") == 5
     assert "| excerpt mlp |" in text
 
 
 def test_comparison_has_one_row_per_data_set_with_every_probe(results):
     text = comparison_markdown([("first", results), ("second", results[:3])])
     lines = text.splitlines()
-    assert lines[0].count("MAE / mean pose") == 3 and len(lines) == 4
+    assert lines[0].count("MAE / mean pose") == 5 and len(lines) == 4
     ratio = summary(results, "excerpt mlp")
     cell = f"{ratio['mae_fit'] / ratio['mae_mean_pose']:.3f}"
     assert lines[2].startswith("| first |") and cell in lines[2]
+    assert lines[3].count("| - ") == 4  # the second has no channel probes
