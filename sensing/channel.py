@@ -16,15 +16,20 @@ audio, and depends on nothing after it):
   so the 2 x 2 inverse is regularised by ``regularisation`` times the mean music power of the
   bin. Outside the band the music says little (speakers, the body's size); a raised-cosine
   taper keeps the impulse responses' ringing short.
-- Impulse responses (inverse FFT) of the 8 (speaker, mic channel) pairs; the background is
-  their exponential mean over the last ``background_s`` seconds, causal, as the live engine
-  has it. Its strongest W tap per speaker is the direct path (looked for once the
-  background has ``settle_s`` seconds, then every frame, so a moved speaker is followed);
-  its amplitude scales the pair's differences, so the features do not depend on the
+- The background is the room as it was before the frame: the exponential mean of H over
+  the last ``background_s`` seconds, causal, as the live engine has it, each bin weighted by
+  how well the music excited it. The frame's change from it, ``H - H_background``, is
+  weighted by the same excitation (a bin 20 dB under the frame's mean counts half; music
+  with a sparse spectrum, a piano's harmonics, leaves bins in between that the estimate only
+  guesses, and weighting them out keeps the change as quiet on a solo piano as on broadband
+  music), then turned into impulse responses of the 8 (speaker, mic channel) pairs. The
+  background's strongest W tap per speaker is the direct path (looked for once the
+  background has ``settle_s`` seconds of valid frames, then every frame, so a moved speaker is
+  followed); its amplitude scales the pair's changes, so the features do not depend on the
   playback level.
-- Features (:data:`CHANNELS`, 128 values each): ``near`` = the difference taps themselves
+- Features (:data:`CHANNELS`, 128 values each): ``near`` = the change's taps themselves
   from 0.5 ms before the direct path to 2.2 ms after it (signed, phase kept: a shadow is
-  negative, a reflection oscillates); ``far`` = the difference's energy in dB in 128 bins of
+  negative, a reflection oscillates); ``far`` = the change's energy in dB in 128 bins of
   5 taps from 0.5 ms before to 12.8 ms after the direct path (late reflections off the body
   by way of walls); ``valid`` = 1 for a usable frame.
 - Silence: a frame whose newest sub-frame of music is 30 dB under its recent level (jazz gaps, a pause) or
@@ -65,6 +70,8 @@ _BG_LAGS = np.arange(_LAG_MIN - _PRE, _LAG_MAX + N_TAPS * _FAR_BIN)
 FAR_FLOOR_DB = -80.0
 _SILENCE = 1e-3  # -30 dB under the recent music level
 _ABSOLUTE_SILENCE = 1e-12  # mean power per bin of digital silence plus dither
+# A bin excited this much below the frame's mean counts half: below it the estimate is noise.
+_EXCITATION = 0.01
 
 
 class ChannelError(UserError, ValueError):
@@ -82,10 +89,11 @@ class ChannelSettings:
 @dataclass
 class _State:
     tail: np.ndarray  # (6, SUB_FFT - SUB_HOP) last samples, for the sub-frames across pushes
-    spectra: np.ndarray  # (bins, 14) complex running sums: S_ym (8, mic-major), S_LL, S_RR, S_LR
+    spectra: np.ndarray  # (bins, 11) complex running sums: S_ym (8, mic-major), S_LL, S_RR, S_LR
     weight: float  # running sum of the sub-frame weights (bias correction)
-    background: np.ndarray  # (8, lags) running sum of impulse responses over valid frames
-    background_weight: float
+    background: np.ndarray  # (bins, 8) complex running sum of H, weighted by its excitation
+    background_weight: np.ndarray  # (bins,) running sum of those weights
+    frames: float  # running count of valid frames (the background's age)
     level: float  # running mean of the music power of valid frames
     level_weight: float
 
@@ -119,10 +127,11 @@ class ChannelTracker:
 
     def reset(self) -> None:
         """Forget everything: a new room, or a stream that jumped."""
+        bins = len(self._band)
         self._state = _State(
             tail=np.zeros((_N_MIC + _N_MUSIC, SUB_FFT - SUB_HOP)),
-            spectra=np.zeros((len(self._band), 11), complex), weight=0.0,
-            background=np.zeros((len(PAIRS), len(_BG_LAGS))), background_weight=0.0,
+            spectra=np.zeros((bins, 11), complex), weight=0.0,
+            background=np.zeros((bins, len(PAIRS)), complex), background_weight=np.zeros(bins), frames=0.0,
             level=0.0, level_weight=0.0)
 
     def restart(self) -> None:
@@ -168,11 +177,48 @@ class ChannelTracker:
         ends = np.arange(1, count, 2)  # the sub-frame ending with each frame
         spectra_at = sums[ends] / weights[ends, None, None]
         transfer = self._transfer(spectra_at)  # (frames, bins, 4, 2)
+        pairs = transfer.transpose(0, 1, 3, 2).reshape(len(ends), -1, len(PAIRS))  # speaker-major
+        # How well each bin was excited behind the estimate: music with a sparse spectrum (a
+        # piano's harmonics) leaves bins in between that the estimate only guesses.
+        excitation = (spectra_at[..., 8].real + spectra_at[..., 9].real) / 2
+        confidence = excitation / (excitation + _EXCITATION * excitation.mean(axis=1, keepdims=True) + 1e-30)
         # The newest sub-frame's music alone: the averaged spectra remember music for seconds.
-        power = np.mean(products[ends, :, 8].real + products[ends, :, 9].real, axis=1) / 2
-        responses = self._responses(transfer)  # (frames, 8, lags)
-        features = np.stack([self._frame(r, p) for r, p in zip(responses, power)], axis=1)
-        return features.astype(np.float32), transfer[-1]
+        valid = self._valid(np.mean(products[ends, :, 8].real + products[ends, :, 9].real, axis=1) / 2)
+        weight = valid[:, None] * confidence
+        background, background_weight, frames = self._background(pairs * weight[..., None], weight, valid)
+        features = np.zeros((len(ends), len(CHANNELS), N_TAPS))
+        features[:, len(PAIRS) : 2 * len(PAIRS)] = FAR_FLOOR_DB
+        use = np.flatnonzero(valid & (frames >= self._settle))
+        if len(use):
+            room = background[use] / np.maximum(background_weight[use], 1e-12)[..., None]
+            change = (pairs[use] - room) * confidence[use, :, None]
+            features[use] = self._features(self._taps(change), self._taps(room[..., ::_N_MIC]))
+        return features.transpose(1, 0, 2).astype(np.float32), transfer[-1]
+
+    def _valid(self, power: np.ndarray) -> np.ndarray:
+        """Which frames have music to estimate from; updates the running music level."""
+        s = self._state
+        valid = np.zeros(len(power), bool)
+        for i, p in enumerate(power):
+            level = s.level / s.level_weight if s.level_weight else 0.0
+            valid[i] = p > _ABSOLUTE_SILENCE and p > _SILENCE * level
+            if valid[i]:
+                s.level = self._frame_decay * s.level + p
+                s.level_weight = self._frame_decay * s.level_weight + 1
+        return valid
+
+    def _background(self, weighted: np.ndarray, weight: np.ndarray, valid: np.ndarray):
+        """The running background sums *before* each frame (so a frame is compared with the
+        room as it was), and the state after the chunk."""
+        s = self._state
+        d = self._frame_decay
+        after = [scipy.signal.lfilter([1.0], [1.0, -d], x, axis=0, zi=d * x0[None])[0]
+                 for x, x0 in ((weighted, s.background), (weight, s.background_weight),
+                               (valid.astype(float), np.array(s.frames)))]
+        before = [np.concatenate([x0[None], x[:-1]]) for x, x0 in
+                  zip(after, (s.background, s.background_weight, np.array(s.frames)))]
+        s.background, s.background_weight, s.frames = after[0][-1], after[1][-1], float(after[2][-1])
+        return before
 
     def _transfer(self, spectra: np.ndarray) -> np.ndarray:
         """H = S_ym (S_mm + lambda I)^-1 per frame and bin: (frames, bins, 11) -> (frames, bins, 4, 2)."""
@@ -186,48 +232,38 @@ class ChannelTracker:
         inverse = np.stack([np.stack([d, -lr], -1), np.stack([-lr.conj(), a + 0j], -1)], -2) / det[..., None, None]
         return s_ym @ inverse
 
-    def _responses(self, transfer: np.ndarray) -> np.ndarray:
-        """Impulse responses at ``_BG_LAGS`` of each pair: (frames, bins, 4, 2) -> (frames, 8, lags)."""
-        full = np.zeros(transfer.shape[:1] + (SUB_FFT // 2 + 1, len(PAIRS)), complex)
-        pairs = transfer.transpose(0, 1, 3, 2).reshape(transfer.shape[0], len(self._band), len(PAIRS))
-        full[:, self._band] = pairs * self._taper[:, None]  # speaker-major pairs: L W, L X, ...
+    def _taps(self, response: np.ndarray) -> np.ndarray:
+        """Impulse responses at ``_BG_LAGS``: (frames, bins, pairs) -> (frames, pairs, lags)."""
+        full = np.zeros(response.shape[:1] + (SUB_FFT // 2 + 1, response.shape[2]), complex)
+        full[:, self._band] = response * self._taper[:, None]
         taps = scipy.fft.irfft(full, n=SUB_FFT, axis=1)
         return taps[:, _BG_LAGS % SUB_FFT].transpose(0, 2, 1)
 
-    def _frame(self, response: np.ndarray, power: float) -> np.ndarray:
-        """One frame's (17, 128) features; updates the background and the music level."""
-        s = self._state
-        level = s.level / s.level_weight if s.level_weight else 0.0
-        valid = power > _ABSOLUTE_SILENCE and power > _SILENCE * level
-        settled = s.background_weight >= self._settle
-        out = np.zeros((len(CHANNELS), N_TAPS))
-        out[len(PAIRS) : 2 * len(PAIRS)] = FAR_FLOOR_DB
-        if valid and settled:
-            background = s.background / s.background_weight
-            diff = np.empty((len(PAIRS), N_TAPS * _FAR_BIN))
-            for speaker, lag in enumerate(_direct_paths(background)):
+    @staticmethod
+    def _features(change: np.ndarray, room_w: np.ndarray) -> np.ndarray:
+        """(frames, 8, lags) taps of the change and (frames, 2, lags) of the room's W responses
+        -> (frames, 17, 128) features of valid, settled frames."""
+        out = np.zeros((len(change), len(CHANNELS), N_TAPS))
+        span = N_TAPS * _FAR_BIN
+        for i in range(len(change)):
+            for speaker, lag in enumerate(_direct_paths(room_w[i])):
                 pairs = slice(speaker * _N_MIC, (speaker + 1) * _N_MIC)
-                peak = abs(background[speaker * _N_MIC, lag])
-                diff[pairs] = (response[pairs, lag - _PRE : lag - _PRE + N_TAPS * _FAR_BIN]
-                               - background[pairs, lag - _PRE : lag - _PRE + N_TAPS * _FAR_BIN]) / peak
-            out[: len(PAIRS)] = diff[:, :N_TAPS]
-            energy = np.mean(diff.reshape(len(PAIRS), N_TAPS, _FAR_BIN) ** 2, axis=-1)
-            out[len(PAIRS) : 2 * len(PAIRS)] = 10 * np.log10(np.maximum(energy, 10 ** (FAR_FLOOR_DB / 10)))
-            out[-1] = 1.0
-        if valid:
-            s.background = self._frame_decay * s.background + response
-            s.background_weight = self._frame_decay * s.background_weight + 1
-            s.level = self._frame_decay * s.level + power
-            s.level_weight = self._frame_decay * s.level_weight + 1
+                diff = change[i, pairs, lag - _PRE : lag - _PRE + span] / abs(room_w[i, speaker, lag])
+                out[i, pairs] = diff[:, :N_TAPS]
+                energy = np.mean(diff.reshape(_N_MIC, N_TAPS, _FAR_BIN) ** 2, axis=-1)
+                out[i, len(PAIRS) + speaker * _N_MIC : len(PAIRS) + (speaker + 1) * _N_MIC] = \
+                    10 * np.log10(np.maximum(energy, 10 ** (FAR_FLOOR_DB / 10)))
+        out[:, -1] = 1.0
         return out
 
 
 _ALLOWED = np.flatnonzero((_BG_LAGS >= _LAG_MIN) & (_BG_LAGS <= _LAG_MAX))
 
 
-def _direct_paths(background: np.ndarray) -> np.ndarray:
-    """Index into ``_BG_LAGS`` of each speaker's strongest W tap within the lags searched."""
-    return _ALLOWED[np.argmax(np.abs(background[::_N_MIC][:, _ALLOWED]), axis=1)]
+def _direct_paths(room_w: np.ndarray) -> np.ndarray:
+    """Index into ``_BG_LAGS`` of each speaker's strongest W tap within the lags searched:
+    (2, lags) -> (2,)."""
+    return _ALLOWED[np.argmax(np.abs(room_w[:, _ALLOWED]), axis=1)]
 
 
 def channel_frames(mic: np.ndarray, music: np.ndarray, settings: ChannelSettings = ChannelSettings()) -> np.ndarray:
