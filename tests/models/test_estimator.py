@@ -256,7 +256,7 @@ def test_smoothing_blends_the_previous_published_track_at_the_new_times():
 
     from bgm2pose.models.estimator import Estimator
 
-    estimator = Estimator(SimpleNamespace(mean_pose=None), SimpleNamespace(sample_rate=FS),
+    estimator = Estimator(SimpleNamespace(mean_pose=None, inputs="paper"), SimpleNamespace(sample_rate=FS),
                           SimpleNamespace(window=WINDOW, hop=HOP), PoseFeed(), smoothing=0.25)
     first_times = pose_times(0, WINDOW, FS)
     ramp = first_times[:, None, None] * np.ones((12, 21, 3))  # value = its time
