@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", choices=INPUTS, default="paper",
                    help="what the network reads: the paper's log-mel and intensity features, the channel "
                         "estimate (how the room and the body filter the music, whatever the music), or "
-                        "both; only bgm2pose has the channel branch (default: %(default)s)")
+                        "both, for every method (default: %(default)s)")
     p.add_argument("--no-cpe", action="store_true", help="ablation: no contrastive pose extraction")
     p.add_argument("--no-fa", action="store_true", help="ablation: no frequency-wise attention")
     p.add_argument("--no-music", action="store_true", help="ablation: no music branch (FA as self-attention)")

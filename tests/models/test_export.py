@@ -71,8 +71,8 @@ def test_onnx_matches_torch_from_raw_base_features(tmp_path, method):
     assert np.abs(pm.predict(base[2]) - expected[2]).max() < 1e-4
 
 
-@pytest.mark.parametrize("inputs", ["channel", "both"])
-def test_onnx_with_the_channel_branch_matches_torch_and_reads_what_its_card_lists(tmp_path, inputs):
+@pytest.mark.parametrize("method, inputs", [("bgm2pose", "channel"), ("bgm2pose", "both"), ("shibata", "both")])
+def test_onnx_with_the_channel_branch_matches_torch_and_reads_what_its_card_lists(tmp_path, method, inputs):
     torch.manual_seed(0)
     paper = _stats()
     rng = np.random.default_rng(3)
@@ -80,7 +80,7 @@ def test_onnx_with_the_channel_branch_matches_torch_and_reads_what_its_card_list
     stats = channel if inputs == "channel" else FeatureStats(
         mean=np.concatenate([paper.mean, channel.mean]), std=np.concatenate([paper.std, channel.std]),
         channels=input_channels("both"))
-    model = _trained_like(build_model("bgm2pose", preset("cpu", inputs=inputs)), stats)
+    model = _trained_like(build_model(method, preset("cpu", inputs=inputs)), stats)
     path = tmp_path / f"{inputs}.onnx"
     card = export_onnx(model, stats, path, {})
     assert card["parity_max_abs"] < 1e-4

@@ -18,6 +18,9 @@ from bgm2pose.models.losses import (
     velocity_loss,
 )
 from bgm2pose.models.networks import (
+    N_C,
+    N_M,
+    N_X,
     BGM2Pose,
     NetConfig,
     NetworkError,
@@ -166,8 +169,24 @@ def test_shibata_sees_the_standardised_mic_log_mel_and_intensity():
     x, m = network_inputs(base, stats)
     z = (base - stats.mean[:, None, None]) / stats.std[:, None, None]
     expected = np.concatenate([z[:, :4], z[:, 6:9]], axis=1)
-    got = Shibata.inputs(torch.from_numpy(x), torch.from_numpy(m)).numpy()
+    got = Shibata(preset("cpu")).paper(torch.from_numpy(x), torch.from_numpy(m)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("inputs", ["channel", "both"])
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_reads_the_channel_features_and_they_matter(method, inputs):
+    torch.manual_seed(0)
+    model = build_model(method, preset("cpu", inputs=inputs)).eval()
+    x, m = torch.randn(2, N_X, 12, 128), torch.randn(2, N_M, 12, 128)
+    c = torch.randn(2, N_C, 12, 128, requires_grad=True)
+    paper = (x, m) if inputs == "both" else (None, None)
+    poses = model(*paper, c)
+    assert poses.shape == (2, 12, 63)
+    poses.square().sum().backward()
+    assert c.grad.abs().sum() > 0  # the channel features reach the output
+    with pytest.raises(NetworkError, match="channel input"):
+        model(*paper, None)
 
 
 def test_shibata_discriminator_and_confusion_term():
