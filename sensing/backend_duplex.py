@@ -250,8 +250,8 @@ class DuplexBackend(AudioBackend):
         self._pump_thread.start()
 
     def stop(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is None:
+        stream = self._stream
+        if stream is None or self._stopping:
             return
         self._stopping = True
         self._halt.set()
@@ -263,12 +263,16 @@ class DuplexBackend(AudioBackend):
                            "closed; check that it (or its JACK server) is still there")
         if self._rec.start is not None:  # what the stream captured before it stopped
             self._drain_mic()
+        # Only now: a reader that sees the stream stopped must find every captured sample.
+        self._stream = None
 
     @property
     def running(self) -> bool:
+        """Audio may still arrive: the stream runs, or stop() has not drained its ring yet
+        (an estimator that took the stream for stopped then would miss the last windows)."""
         pump = self._pump_thread
-        return (self._stream is not None and self._stream.active
-                and pump is not None and pump.is_alive())
+        return self._stream is not None and (
+            self._stopping or (self._stream.active and pump is not None and pump.is_alive()))
 
     def stats(self) -> BackendStats:
         return BackendStats(callbacks=self._blocks, input_overflows=self._in_over,
