@@ -49,10 +49,12 @@ def test_threaded_playback_is_gapless_and_the_reference_is_what_was_played():
     frames, outs = 512, []
     with player:
         while len(outs) * frames < total + 2 * frames:
-            # Play in "real time": give the decoder until the FIFO holds a callback's worth.
+            # Play in "real time": give the decoder until the FIFO holds a callback's worth,
+            # or all that is left of the playlist for the last one.
             deadline = time.monotonic() + 5
-            while (len(outs) + 1) * frames <= total and time.monotonic() < deadline \
-                    and player.status().buffered_s * 48_000 < frames:
+            wanted = min(frames, total - len(outs) * frames)
+            while wanted > 0 and time.monotonic() < deadline \
+                    and player.status().buffered_s * 48_000 < wanted:
                 time.sleep(0.001)
             out = np.empty((frames, 2), np.float32)
             player.callback_fill(out)
