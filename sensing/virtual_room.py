@@ -6,28 +6,34 @@ path end to end. Ports: ``speaker_L``, ``speaker_R`` (inputs) and ``mic_W`` ... 
 (outputs, internal B-format W X Y Z, see ``bformat``).
 
 Real time: the JACK process callback never renders (a render burst takes milliseconds to
-tens of milliseconds). It copies its input block into an input ring and copies a block
-rendered earlier out of an output ring. A worker thread renders whatever input has arrived
-(``SceneRenderer``, the scene of a ``VirtualScene``) into the output ring. The callback is
-Python and needs the GIL, so every other thread of the room that takes it (the renderer,
-the main thread, JACK's notification thread) runs at the lowest real-time priority where
-the system allows it (``_real_time_thread``). A ``--rig`` file of ``{"body_paths":
-"direct"}`` gives test rigs a cheaper room.
+tens of milliseconds). It sends its input block to a renderer in a process of its own
+(``_render``: ``SceneRenderer``, the scene of a ``VirtualScene``) and copies a block rendered
+earlier out of an output ring, which it fills with whatever the renderer has sent back. The
+callback is Python and needs the GIL: with the renderer in the same process it waited for
+the GIL behind numpy calls, and jackd named the room as the late client (and bgm2pose's
+stream, woken late behind it) on a busy 2-core machine. In a process of its own the
+renderer takes no GIL of the callback's, and it runs at an ordinary priority: at a
+real-time one, catching up after a burst kept a core busy long enough for the kernel's
+real-time throttling to stall every real-time thread, jackd's included, for tens of
+milliseconds. The room's main and JACK notification threads, which do take the GIL, run at
+the lowest real-time priority where the system allows it (``_real_time_thread``), so that
+a busy loop cannot preempt one of them while it holds it. A ``--rig`` file of
+``{"body_paths": "direct"}`` gives test rigs a cheaper room.
 
 Time base: room sample r is the r-th sample since activation, on inputs and outputs alike.
 The output lags the input by exactly ``delay_samples = delay_periods * period``: output
 sample r is rendered sample ``r - delay_samples``, and rendered sample t is the rendering of
 input samples up to t (the sound's travel time through the room is part of the rendering).
-If the worker has not finished a block when the callback needs it, the block goes out as
+If the renderer has not sent a block back when the callback needs it, the block goes out as
 silence and counts in ``late_blocks``; the delay never changes. A client that plays into the
 room and records it in one JACK duplex stream sees a loopback latency of ``delay_samples``
 plus two periods, every run (jackd2 1.9, dummy driver: the loop stream -> room -> stream
 costs one period each way).
 
 Ground truth: pose frame f (120 fps) is the pose at rendered sample ``f * rate / 120``,
-which leaves the room at output sample ``f * rate / 120 + delay_samples``. With
-``tape_seconds`` the worker also keeps the first seconds of input (what the room heard),
-for checks against an offline ``render_session``.
+which leaves the room at output sample ``f * rate / 120 + delay_samples``. With a tape path
+the renderer writes, when the room stops, the first ``tape_seconds`` of input (what the room
+heard) and every pose frame pulled, for checks against an offline ``render_session``.
 
 Run it as ``python -m bgm2pose.sensing.virtual_room --server NAME --seconds S`` (see
 ``main``); it prints one JSON line when ready and one with its statistics when it stops.
@@ -37,8 +43,10 @@ The process should run with ``OPENBLAS_NUM_THREADS=1`` (set before numpy loads).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gc
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -48,8 +56,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from bgm2pose.sensing.backend_virtual import VirtualScene
 from bgm2pose.sensing.skeleton import N_JOINTS
-from bgm2pose.sensing.backend_virtual import PoseTape, VirtualScene
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.ring import RingError, SampleRing
 from bgm2pose.sensing.sim.motion import SUBJECTS
@@ -60,8 +68,9 @@ DEFAULT_NAME = "room"
 DEFAULT_DELAY_PERIODS = 12  # ~128 ms at 512: covers a body-geometry burst on a busy machine
 INPUT_PORTS = ("speaker_L", "speaker_R")
 OUTPUT_PORTS = ("mic_W", "mic_X", "mic_Y", "mic_Z")
-_CHUNK_PERIODS = 4  # the most a worker pass renders at once when it has fallen behind
 _WARM_UP_PERIODS = 12
+_PIPE_BYTES = 1 << 20  # ~1.4 s of input at 48 kHz: the renderer may fall that far behind
+_RENDERER_WAIT = 60.0  # s for the renderer to start (imports, scene) or to finish its tape
 
 
 class VirtualRoomError(UserError, RuntimeError):
@@ -71,21 +80,12 @@ class VirtualRoomError(UserError, RuntimeError):
 @dataclass(frozen=True)
 class RoomStats:
     cycles: int  # process callbacks since activation
-    late_blocks: int  # output blocks sent as silence because the worker was behind
+    late_blocks: int  # output blocks sent as silence because the renderer was behind
     xruns: int  # xruns the JACK server reported
     rendered: int  # samples rendered
-    cpu_load: float  # process CPU time / wall time since activation (1.0 = one core)
+    cpu_load: float  # CPU time of both processes / wall time since activation (1.0 = one core)
     dsp_load: float  # the JACK server's DSP load, percent
-    realtime_render: bool  # the renderer ran at a real-time priority (``_real_time_thread``)
     error: str | None
-
-
-@dataclass(frozen=True)
-class RoomTape:
-    input: np.ndarray  # (2, N) float32: room samples 0..N-1 as the room heard them
-    poses: np.ndarray  # (F, 21, 3) float32: every frame pulled, frame f at rendered f*rate/120
-    delay_samples: int
-    period: int
 
 
 class VirtualRoom:
@@ -93,9 +93,10 @@ class VirtualRoom:
 
     def __init__(self, scene: VirtualScene | None = None, *, name: str = DEFAULT_NAME,
                  server: str | None = None, delay_periods: int = DEFAULT_DELAY_PERIODS,
-                 ring_seconds: float = 10.0, tape_seconds: float = 0.0):
+                 ring_seconds: float = 10.0, tape: str | None = None,
+                 tape_seconds: float = 0.0):
         if delay_periods < 1:
-            raise VirtualRoomError(f"delay of {delay_periods} periods leaves the worker no "
+            raise VirtualRoomError(f"delay of {delay_periods} periods leaves the renderer no "
                                    "time to render; use at least 1 (default "
                                    f"{DEFAULT_DELAY_PERIODS})")
         self.scene = VirtualScene() if scene is None else scene
@@ -103,21 +104,16 @@ class VirtualRoom:
         self.server = server
         self.delay_periods = delay_periods
         self.sample_rate = self.scene.rig.sample_rate
-        self.frame_samples = self.sample_rate // POSE_FPS
-        capacity = int(ring_seconds * self.sample_rate)
-        self.inputs = SampleRing(len(INPUT_PORTS), capacity)
-        self.outputs = SampleRing(len(OUTPUT_PORTS), capacity)
-        self._tape = np.zeros((len(INPUT_PORTS), int(tape_seconds * self.sample_rate)),
-                              np.float32)
-        self._pose_frames = int((max(ring_seconds, tape_seconds) + 1) * POSE_FPS)
-        self.poses: PoseTape | None = None
+        self.outputs = SampleRing(len(OUTPUT_PORTS), int(ring_seconds * self.sample_rate))
+        self.tape_path, self.tape_seconds = tape, tape_seconds
         self.period = 0
         self._client = None
-        self._worker: threading.Thread | None = None
+        self._renderer: multiprocessing.Process | None = None
         self._stop = threading.Event()
-        self._cycles = self._late = self._xruns = self._rendered = 0
+        self._cycles = self._late = self._xruns = self._heard = 0
         self._error: str | None = None
-        self.realtime_render = False  # the renderer runs at a real-time priority
+        self._report: dict = {}  # the renderer's last word: "ready", then its totals
+        self._dsp_load = 0.0  # the server's, when the room left it
         self._clock = (0.0, 0.0)  # (wall, CPU) at activation
 
     @property
@@ -127,7 +123,7 @@ class VirtualRoom:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Build the scene, warm the renderer up, then join the JACK graph."""
+        """Join the JACK server, start the renderer and wait for it, then join the graph."""
         import jack
 
         if self._client is not None:
@@ -145,30 +141,72 @@ class VirtualRoom:
             raise VirtualRoomError(
                 f"the JACK server runs at {client.samplerate} Hz but the virtual rig at "
                 f"{self.sample_rate} Hz; restart the server with -r {self.sample_rate}")
+        self._client = client
         self.period = client.blocksize
         self._in_block = np.zeros((self.period, len(INPUT_PORTS)), np.float32)
         self._out_block = np.zeros((len(OUTPUT_PORTS), self.period), np.float32)
-        self.renderer, self.poses = self.scene.build(self._pose_frames)
-        self._warm_up()
+        self._rendered_block = np.zeros((self.period, len(OUTPUT_PORTS)), np.float32)
+        self._start_renderer()
         self._inports = [client.inports.register(p) for p in INPUT_PORTS]
         self._outports = [client.outports.register(p) for p in OUTPUT_PORTS]
         client.set_process_callback(self._process)
         client.set_xrun_callback(self._on_xrun)
         client.set_shutdown_callback(self._on_shutdown)
-        self._client = client
-        self._worker = threading.Thread(target=self._work, name="room-render", daemon=True)
-        self._worker.start()
         self._clock = (time.monotonic(), time.process_time())
         client.activate()
 
+    def _start_renderer(self) -> None:
+        # A fresh interpreter (spawn): the room's process already holds JACK's threads.
+        context = multiprocessing.get_context("spawn")
+        music_out, self._music = context.Pipe(duplex=False)
+        self._rendered, rendered_in = context.Pipe(duplex=False)
+        self._reports, report_in = context.Pipe(duplex=False)
+        for conn in (self._music, self._rendered):
+            fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        self._renderer = context.Process(
+            target=_render, name="room-render", daemon=True,
+            args=(self.scene, self.period, self.delay_samples, music_out, rendered_in,
+                  report_in, self.tape_path, self.tape_seconds))
+        self._renderer.start()
+        for conn in (music_out, rendered_in, report_in):
+            conn.close()  # the renderer's ends: its exit is then an end of file here
+        if not self._reports.poll(_RENDERER_WAIT):
+            self.stop()
+            raise VirtualRoomError(f"the room's renderer did not start within "
+                                   f"{_RENDERER_WAIT:.0f} s; the machine is too busy")
+        self._report = self._read_report()
+        if self._report.get("error"):
+            error = self._report["error"]
+            self.stop()
+            raise VirtualRoomError(error)
+
+    def _read_report(self) -> dict:
+        try:
+            return self._reports.recv()
+        except (EOFError, OSError):
+            return {"error": "the room's renderer ended without a word (killed, or out of "
+                             "memory); start the room again"}
+
     def stop(self) -> None:
+        """Leave the graph, let the renderer finish (and write its tape), collect its totals."""
         self._stop.set()
         client, self._client = self._client, None
         if client is not None:
+            self._dsp_load = client.cpu_load()
             client.deactivate(ignore_errors=True)
             client.close(ignore_errors=True)
-        if self._worker is not None:
-            self._worker.join()
+        renderer, self._renderer = self._renderer, None
+        if renderer is None:
+            return
+        self._music.close()  # the renderer's end of file
+        if self._reports.poll(_RENDERER_WAIT):
+            self._report = self._read_report()
+        renderer.join(_RENDERER_WAIT)
+        if renderer.is_alive():
+            renderer.kill()
+            renderer.join()
+        if self._error is None:
+            self._error = self._report.get("error")
 
     def __enter__(self) -> VirtualRoom:
         self.start()
@@ -178,61 +216,51 @@ class VirtualRoom:
         self.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the room stops (``stop``, or the JACK server went away); True if so."""
+        """Block until the room stops (``stop``, the renderer or the JACK server went away);
+        True if so."""
         return self._stop.wait(timeout)
 
     # -- results --------------------------------------------------------------------------
 
     def stats(self) -> RoomStats:
+        """Totals; the renderer's (samples, CPU time, tape) are final after ``stop``."""
         wall, cpu = self._clock
         elapsed = time.monotonic() - wall
         client = self._client
+        cpu_time = time.process_time() - cpu + self._report.get("cpu_seconds", 0.0)
         return RoomStats(cycles=self._cycles, late_blocks=self._late, xruns=self._xruns,
-                         rendered=self._rendered,
-                         cpu_load=(time.process_time() - cpu) / elapsed if wall else 0.0,
-                         dsp_load=client.cpu_load() if client is not None else 0.0,
-                         realtime_render=self.realtime_render,
+                         rendered=self._report.get("rendered", 0),
+                         cpu_load=cpu_time / elapsed if wall else 0.0,
+                         dsp_load=client.cpu_load() if client is not None else self._dsp_load,
                          error=self._error)
 
-    def ground_truth(self, start_sample: int, n: int) -> np.ndarray | None:
-        """Poses of the frames that leave the room in output samples
-        [start_sample, start_sample + n); None for an empty room."""
-        if self.poses is None:
-            return None
-        fs, first = self.frame_samples, start_sample - self.delay_samples
-        return self.poses.frames(-(-first // fs), -(-(first + n) // fs))
-
-    def tape(self) -> RoomTape:
-        """The input heard so far (up to ``tape_seconds``) and every pose frame pulled."""
-        heard = min(self._rendered, self._tape.shape[1])
-        poses = (np.zeros((0, N_JOINTS, 3), np.float32) if self.poses is None
-                 else self.poses.frames(max(0, self.poses.end - self.poses.capacity),
-                                        self.poses.end))
-        return RoomTape(self._tape[:, :heard].copy(), poses, self.delay_samples, self.period)
-
-    # -- threads --------------------------------------------------------------------------
-
-    def _warm_up(self) -> None:
-        """Render silence through a throwaway copy of the scene, so compilation and first-call
-        set-up happen before the room is in the graph, not in its first cycles."""
-        renderer, _ = self.scene.build(self._pose_frames, room=self.renderer.room)
-        silence = np.zeros((len(INPUT_PORTS), self.period), np.float32)
-        for _ in range(_WARM_UP_PERIODS):
-            renderer.process(silence)
+    # -- real time ------------------------------------------------------------------------
 
     def _process(self, frames: int) -> None:
-        """JACK callback: copies only (see the module docstring)."""
+        """JACK callback: sends and copies only (see the module docstring)."""
         block = self._in_block[:frames]
         for c, port in enumerate(self._inports):
             block[:, c] = port.get_array()
-        start = self.inputs.end
-        self.inputs.write(block)
+        start, self._heard = self._heard, self._heard + frames
         out = self._out_block[:, :frames]
+        try:
+            self._music.send_bytes(block)
+            while self._rendered.poll():
+                rendered = self._rendered_block
+                # Flat: a connection sizes its buffer by len(), the first axis only.
+                n = self._rendered.recv_bytes_into(rendered.reshape(-1)) // rendered[0].nbytes
+                self.outputs.write(rendered[:n])
+        except (OSError, EOFError):  # the renderer died: the room goes silent and stops
+            if self._error is None:
+                self._error = self._read_report().get("error") if self._reports.poll() else (
+                    "the room's renderer ended without a word (killed, or out of memory); "
+                    "start the room again")
+            self._stop.set()
         first = start - self.delay_samples
         if first >= 0 and self.outputs.end >= first + frames:
             try:
                 self.outputs.read(first, frames, out)
-            except RingError:  # overwritten while copying: the worker lapped a whole ring
+            except RingError:  # overwritten while copying: the renderer lapped a whole ring
                 out.fill(0)
                 self._late += 1
         else:
@@ -241,25 +269,6 @@ class VirtualRoom:
         for c, port in enumerate(self._outports):
             port.get_array()[:] = out[c]
         self._cycles += 1
-
-    def _work(self) -> None:
-        self.realtime_render = _real_time_thread()
-        nap = self.period / self.sample_rate / 4
-        try:
-            while not self._stop.is_set():
-                done = self._rendered
-                n = min(self.inputs.end - done, _CHUNK_PERIODS * self.period)
-                if n <= 0:
-                    time.sleep(nap)
-                    continue
-                music = self.inputs.read(done, n)
-                self.outputs.write(self.renderer.process(music).T)
-                keep = min(n, self._tape.shape[1] - done)
-                if keep > 0:
-                    self._tape[:, done:done + keep] = music[:, :keep]
-                self._rendered = done + n
-        except Exception as exc:  # a bug, or the ring lapped: the room goes silent
-            self._error = f"the room stopped rendering: {type(exc).__name__}: {exc}"
 
     def _on_xrun(self, delay_usecs: float) -> None:
         # JACK's notification thread: it takes the GIL here, so it must not be preempted
@@ -273,6 +282,49 @@ class VirtualRoom:
         self._error = (f"the {server} shut down under the room ({reason.rstrip('.')}); start "
                        f"it again (e.g. jackd -d dummy -r {self.sample_rate}) and then the room")
         self._stop.set()
+
+
+def _render(scene: VirtualScene, period: int, delay_samples: int, music, rendered, reports,
+            tape: str | None, tape_seconds: float) -> None:
+    """The renderer's process: renders each block of music the room sends, in order, and
+    sends it back; at the room's end of file, writes the tape and reports its totals."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the room's main process decides when to stop
+    _leave_portaudio()  # unpickling the scene imported sounddevice, which joined JACK
+    cpu = time.process_time()
+    fs = scene.rig.sample_rate
+    heard = np.zeros((len(INPUT_PORTS), int(tape_seconds * fs)), np.float32)
+    done = 0
+    error = None
+    try:
+        renderer, poses = scene.build(int((tape_seconds + 11) * POSE_FPS))
+        # Compilation and first-call set-up happen before the room is in the graph, through a
+        # throwaway copy of the scene, not in its first cycles.
+        warm_up, _ = scene.build(1, room=renderer.room)
+        for _ in range(_WARM_UP_PERIODS):
+            warm_up.process(np.zeros((len(INPUT_PORTS), period), np.float32))
+        reports.send({"event": "ready"})
+        cpu = time.process_time()
+        block = np.zeros((period, len(INPUT_PORTS)), np.float32)
+        while True:
+            try:
+                n = music.recv_bytes_into(block.reshape(-1)) // block[0].nbytes
+            except EOFError:
+                break
+            out = renderer.process(block[:n].T)
+            rendered.send_bytes(np.ascontiguousarray(out.T, np.float32))
+            keep = min(n, heard.shape[1] - done)
+            if keep > 0:
+                heard[:, done:done + keep] = block[:keep].T
+            done += n
+        if tape:
+            frames = (np.zeros((0, N_JOINTS, 3), np.float32) if poses is None else
+                      poses.frames(max(0, poses.end - poses.capacity), poses.end))
+            np.savez(tape, input=heard[:, :min(done, heard.shape[1])], poses=frames,
+                     delay_samples=delay_samples, period=period)
+    except Exception as exc:  # a bug or a bad scene: the room says so and stops
+        error = f"the room stopped rendering: {type(exc).__name__}: {exc}"
+    reports.send({"event": "done", "rendered": done, "cpu_seconds": time.process_time() - cpu,
+                  "error": error})
 
 
 DESCRIPTION = ("Run the virtual rig (simulated room with a moving person) as a JACK client: "
@@ -312,11 +364,10 @@ def _real_time_thread() -> bool:
     """Give the calling thread the lowest real-time priority, if the system allows it (root,
     or an rtprio limit, which JACK's own real-time threads need as well); False if not.
 
-    For the room's threads besides the callback: the JACK callback is Python and needs the
-    GIL, which the renderer holds for most of its work. Preempted meanwhile by any ordinary
-    process (a busy loop, even at nice 19), it kept the real-time callback waiting past its
-    cycle, and jackd named the room as the late client. At a real-time priority below
-    JACK's, only JACK's threads preempt it."""
+    For the room's threads besides the callback that take the GIL (they hold it briefly):
+    preempted meanwhile by any ordinary process (a busy loop, even at nice 19), one kept the
+    real-time callback waiting past its cycle. At a real-time priority below JACK's, only
+    JACK's threads preempt it."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
     except OSError:
@@ -344,7 +395,7 @@ def run(args: argparse.Namespace) -> int:
         scene = VirtualScene.named(args.subject, args.motion_seed, args.noise_seed,
                                    read_rig(args.rig))
         room = VirtualRoom(scene, name=args.name, server=args.server,
-                           delay_periods=args.delay_periods,
+                           delay_periods=args.delay_periods, tape=args.tape,
                            tape_seconds=args.tape_seconds if args.tape else 0.0)
         room.start()
     except UserError as exc:
@@ -363,12 +414,8 @@ def run(args: argparse.Namespace) -> int:
     while not done.is_set() and not room.wait(0.1):
         if args.seconds and time.monotonic() >= deadline:
             break
-    stats = room.stats()
     room.stop()
-    if args.tape:
-        tape = room.tape()
-        np.savez(args.tape, input=tape.input, poses=tape.poses,
-                 delay_samples=tape.delay_samples, period=tape.period)
+    stats = room.stats()
     print(json.dumps({"event": "stopped", **asdict(stats)}), flush=True)
     if stats.error:
         print(f"bgm2pose virtual-room: {stats.error}", file=sys.stderr)

@@ -3,8 +3,6 @@ compared sample for sample with the offline renderer; device errors; the duplex 
 
 from __future__ import annotations
 
-import os
-import resource
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -229,9 +227,6 @@ def test_jack_loopback_records_the_room_rendering_at_one_constant_delay(virtual_
                 if takes[-1].clean >= CLEAN_NEEDED:
                     break
     assert stopped["late_blocks"] == 0 and stopped["error"] is None
-    # The room's threads that take the GIL run real-time wherever JACK's own may.
-    assert stopped["realtime_render"] == (
-        os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_RTPRIO)[0] > 0)
     tape = np.load(tape_path)
     heard, delay, period = tape["input"], int(tape["delay_samples"]), int(tape["period"])
     assert (delay, period) == (ready["delay_samples"], ready["period"])
