@@ -23,8 +23,13 @@ drift during the measurement: there the takes' latencies are fitted by one line 
 (common to both speakers) and the result is the latency at the first sweep, with
 ``clock_ratio`` from the slope; the residuals must stay within a sample.
 
+A take whose sweeps disagree while the backend marked xruns in it (samples lost, which
+shifts every later sweep) is thrown away and measured again, up to TAKES times in all. Xruns
+that lost nothing (a JACK client late with its output, which the mic then misses for a
+period) leave the latencies alone and the take stands.
+
 Quality checks (``CalibrationError``, one sentence with the fix, and nothing is saved):
-no signal or no response above the noise (muted mic, wrong device), a clipped recording,
+audio that glitched in every take, no signal or no response above the noise (muted mic, wrong device), a clipped recording,
 repeats that disagree by more than MAX_SPREAD samples, a backend that fails. The microphone
 check (``mic_check``) compares the direction of arrival of each speaker's direct sound with
 the rig and suggests fixes (warnings in the result).
@@ -44,6 +49,7 @@ from bgm2pose.calibration.sweep import deconvolve, exponential_sweep
 from bgm2pose.sensing.backends import AudioBackend
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.player import Player
+from bgm2pose.sensing.ring import Mark
 from bgm2pose.sensing.sim.rig import SPEED_OF_SOUND, Rig
 
 LEAD_IN = 0.5
@@ -56,12 +62,17 @@ ONSET_FRACTION = 0.3  # of the largest |W| peak: the direct path's lobe reaches 
 LOBE = 8  # samples after the onset crossing that hold the direct path's peak
 NOISE_LAGS = (-0.45, -0.05)  # s: lags holding only noise (and sweep distortion)
 MIN_SNR_DB = 30.0
+TAKES = 3  # a take in which the audio glitched is measured again, at most this often
 MAX_SPREAD = 1.0  # samples
 CLIP_LEVEL = 0.999
 
 
 class CalibrationError(UserError, RuntimeError):
     """A measurement that cannot be trusted; the message names the cause and the fix."""
+
+
+class RepeatsDisagree(CalibrationError):
+    """The sweeps' latencies disagree: samples were lost, or the latency changed."""
 
 
 @dataclass(frozen=True)
@@ -106,12 +117,35 @@ def measure_latency(make_backend: Callable[[Player], AudioBackend], *, level_db:
     fs = rig.sample_rate
     track, slots = schedule(level_db, repeats, fs)
     total = track.shape[1]
-    player = Player([track], ring_capacity=total, fifo_frames=total + fs, sample_rate=fs)
-    player.pump()
-    backend = make_backend(player)
-    played, recorded = _record(backend, total, progress)
-    return analyse(played, recorded, slots, rig, getattr(backend, "mic_convention", "internal"),
-                   separate_clocks=bool(getattr(backend, "separate_clocks", False)))
+    glitches = []
+    for take in range(TAKES):
+        player = Player([track], ring_capacity=total, fifo_frames=total + fs, sample_rate=fs)
+        player.pump()
+        backend = make_backend(player)
+        played, recorded = _record(backend, total, progress)
+        try:
+            return analyse(played, recorded, slots, rig,
+                           getattr(backend, "mic_convention", "internal"),
+                           separate_clocks=bool(getattr(backend, "separate_clocks", False)))
+        except RepeatsDisagree:
+            glitches.append(_glitches(backend, total))
+            if not glitches[-1]:
+                raise
+        if progress is not None and take + 1 < TAKES:
+            progress(0.0, f"the audio glitched ({glitches[-1]} xruns) and the sweeps "
+                          "disagree; measuring again")
+    raise CalibrationError(
+        f"the audio glitched in each of {TAKES} takes ({', '.join(map(str, glitches))} xruns: "
+        "samples were lost, which would shift the measured latency); the machine is too busy "
+        "or the audio buffer too small: close other programs (or raise the JACK period) and "
+        "retry")
+
+
+def _glitches(backend: AudioBackend, total: int) -> int:
+    """Xruns the backend marked in the take's played or recorded samples."""
+    rings = (backend.player.reference, backend.recorded)
+    return sum(event.kind == Mark.XRUN for ring in rings
+               for event in ring.events.marks_between(0, total))
 
 
 def _record(backend: AudioBackend, total: int, progress) -> tuple[np.ndarray, np.ndarray]:
@@ -193,7 +227,7 @@ def analyse(played: np.ndarray, recorded: np.ndarray, slots: list, rig: Rig,
     if spread > MAX_SPREAD:
         hint = ("" if separate_clocks else
                 "; if input and output are separate devices, use the split backend")
-        raise CalibrationError(
+        raise RepeatsDisagree(
             f"repeated measurements disagree by {spread:.2f} samples (more than "
             f"{MAX_SPREAD:.0f}): the device lost samples or the latency changed meanwhile; "
             f"close other audio programs and retry{hint}")

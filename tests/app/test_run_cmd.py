@@ -108,8 +108,10 @@ def duplex_take(virtual_room, model: Path, folder: Path, rig: Path
 
 def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
         virtual_room, standin_model, tmp_path, direct_rig, jack_log):
-    # A loaded shared machine may xrun: a take spoilt so is taken again, never passed
-    # silently; who was late in each (jackd's log) says whose doing it was.
+    # A loaded shared machine may xrun. The run must say so (xruns counted, the windows they
+    # touch flagged, not estimated); every other window must be what a clean run gives. A
+    # take that lost more than a quarter of its windows is taken again, and jackd's log says
+    # whose doing it was.
     for attempt in range(3):
         folder = tmp_path / f"take{attempt}"
         folder.mkdir()
@@ -118,20 +120,21 @@ def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
                                                              folder, direct_rig)
         assert code == 0, err
         late = dict(late_clients(jack_log.read_text()[logged:]))
-        if int(rows["xruns"]) == 0 and int(rows["windows flagged"]) == 0:
+        xruns, flagged = int(rows["xruns"]), int(rows["windows flagged"])
+        print(f"\nattempt {attempt}: {xruns} xruns (late: {late}), {flagged} flagged windows")
+        assert flagged == 0 or xruns > 0, err  # windows are flagged for xruns only
+        if flagged <= int(rows["windows estimated"]) // 3:
             break
-        print(f"\nattempt {attempt}: {rows['xruns']} xruns (late: {late}), "
-              f"{rows['windows flagged']} flagged windows; taking it again")
-    assert int(rows["xruns"]) == 0, f"xruns in every take, the last late: {late}\n{err}"
     captured = captured_samples(rows)
     latency = float(rows["latency"].split()[0])
     assert captured >= 20 * FS
     # Every window from the first whose music was played (the ones before pair with reference
     # samples before playback began: unavailable, counted as dropped) to the last complete.
     first_end = -(-(WINDOW + round(latency)) // HOP) * HOP
-    assert int(rows["windows estimated"]) == (captured // HOP * HOP - first_end) // HOP + 1
+    windows = (captured // HOP * HOP - first_end) // HOP + 1
+    assert int(rows["windows estimated"]) + flagged == windows
     assert int(rows["windows dropped"]) == (first_end - WINDOW) // HOP
-    assert int(rows["windows flagged"]) == 0
+    assert flagged <= windows // 4, f"xruns spoilt every take, the last late: {late}\n{err}"
     assert "MAE (normalised)" not in rows  # a real device: no ground truth in the run
 
     # Ground truth offline: the room's poses at the run's recorded times. Recorded sample n
@@ -143,11 +146,16 @@ def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
     reference = reference.T
     probe = reference[0, 5 * FS:6 * FS]
     offset = int(np.argmax(correlate(heard[0], probe, mode="valid", method="fft"))) - 5 * FS
-    np.testing.assert_allclose(heard[:, offset + FS:offset + 15 * FS],
-                               reference[:, FS:15 * FS], atol=2.0 ** -23)
+    # What the room heard is, second by second, what the reference says was played, except
+    # where an xrun (one period each, so within at most two seconds) lost it.
+    seconds = range(1, 15)
+    unequal = [k for k in seconds if not np.allclose(
+        heard[:, offset + k * FS:offset + (k + 1) * FS], reference[:, k * FS:(k + 1) * FS],
+        rtol=0, atol=2.0 ** -23)]
+    assert len(unequal) <= 2 * xruns, unequal
     lines = read_lines(lines_path)
-    # The live poses are the model's on the recording's aligned windows (each window's
-    # newest frame; every 25th window checked).
+    # The live poses are the model's on the recording's aligned windows (every 25th line:
+    # each window's newest frame, or after a flagged window an older one it fills in with).
     session = read_session(folder / "session")
     model = PoseModel(standin_model)
     shift = round(session.info.latency_samples)
@@ -155,7 +163,8 @@ def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
         end = round(r["capture_time"] * FS)
         base = window_features(session.mic[:, end - WINDOW:end],
                                session.reference[:, end - WINDOW - shift:end - shift])
-        np.testing.assert_allclose(r["pose"], model.predict(base)[-1], atol=1e-4)
+        older = round((r["capture_time"] - 1 / 120 - r["t"]) * FS / HOP)
+        np.testing.assert_allclose(r["pose"], model.predict(base)[-1 - older], atol=1e-4)
     frame = (np.array([r["t"] for r in lines]) * FS - latency + offset) / 400
     truth = normalise(window_poses(poses, frame, 1)[:, 0])
     duplex_mae = json_mae(lines, truth)

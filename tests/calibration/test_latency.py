@@ -12,6 +12,7 @@ from bgm2pose.calibration.peaks import subsample_peak
 from bgm2pose.calibration.sweep import deconvolve, exponential_sweep
 from bgm2pose.sensing.backend_virtual import VirtualBackend, VirtualScene
 from bgm2pose.sensing.bformat import from_internal, to_internal
+from bgm2pose.sensing.ring import Mark
 from bgm2pose.sensing.sim.rig import SPEED_OF_SOUND, Rig
 from bgm2pose.sensing.skew import StreamSkew
 
@@ -111,3 +112,49 @@ def test_an_inverted_front_axis_is_named():
         return y * np.array([1, -1, 1, 1], np.float32)[:, None]
     result = measure_latency(virtual(change=invert_x), repeats=1)
     assert result.warnings and "X (front) is inverted" in result.warnings[0]
+
+
+class LosesSamples:
+    """A renderer whose device loses ``lost`` samples at its ``at``-th block and marks it, as a
+    split device's capture stream does after an xrun: every later sample comes that much early."""
+
+    def __init__(self, backend, at: int, lost: int = 256):
+        self.renderer, self.backend, self.at, self.lost = backend.renderer, backend, at, lost
+        self.calls = 0
+
+    def process(self, music):
+        out = self.renderer.process(music)
+        self.calls += 1
+        if self.calls != self.at:
+            return out
+        recorded = self.backend.recorded
+        recorded.events.mark(recorded.end, Mark.XRUN, self.lost)
+        return out[:, self.lost:]
+
+
+def glitching(takes: int):
+    """A factory whose first ``takes`` backends lose samples halfway through the take."""
+    made = []
+
+    def make(player):
+        backend = VirtualBackend(player, EMPTY, realtime=False)
+        if len(made) < takes:
+            backend.renderer = LosesSamples(backend, at=500)
+        made.append(backend)
+        return backend
+    return make
+
+
+def test_a_take_in_which_the_audio_glitched_is_measured_again():
+    said = []
+    result = measure_latency(glitching(1), repeats=2,
+                             progress=lambda fraction, text: said.append(text))
+    np.testing.assert_allclose(result.latency_samples, flight(EMPTY.rig), atol=0.25)
+    assert result.spread_samples < 0.05
+    assert "the audio glitched (1 xruns) and the sweeps disagree; measuring again" in said
+
+
+def test_audio_that_glitches_in_every_take_is_refused_with_the_cause():
+    with pytest.raises(CalibrationError, match=r"glitched in each of 3 takes \(1, 1, 1 xruns"
+                                               r".*close other programs"):
+        measure_latency(glitching(3), repeats=2)
