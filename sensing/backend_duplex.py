@@ -181,6 +181,8 @@ def start_frame(started: float, frame0: float, sample_rate: int, blocksize: int)
 
 
 class DuplexBackend(AudioBackend):
+    separate_clocks = False  # one stream: recorded and reference indices share its frames
+
     def __init__(self, player: Player, device: int | str, channels: tuple[int, int] = (4, 2),
                  blocksize: int = 512, mic_convention: str = "internal",
                  ring_seconds: float = 20.0, lead_s: float = LEAD_S):
@@ -204,7 +206,7 @@ class DuplexBackend(AudioBackend):
         self.recorded = SampleRing(MIC_CHANNELS, int(ring_seconds * self.sample_rate))
         self._out_block = np.zeros((blocksize, SPEAKER_CHANNELS), np.float32)
         self._in_block = np.zeros((blocksize, MIC_CHANNELS), np.float32)
-        self._stream = None
+        self._streams: list = []  # in start order
         self._pump_thread: threading.Thread | None = None
         self._halt = threading.Event()
         self._stopping = False
@@ -214,20 +216,28 @@ class DuplexBackend(AudioBackend):
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def _open(self) -> tuple:
+        """(the speakers' stream, the mic's stream, every stream in the order to start)."""
         import rtmixer
         import sounddevice as sd
 
-        if self._stream is not None:
-            raise BackendError("the backend is already started; call start() once")
-        self.name = check_device(self.device, *self.channels, self.sample_rate)
+        self.name = name = check_device(self.device, *self.channels, self.sample_rate)
         try:
             stream = rtmixer.MixerAndRecorder(device=self.device, channels=self.channels,
                                               samplerate=self.sample_rate,
                                               blocksize=self.blocksize,
-                                              finished_callback=self._finished)
+                                              finished_callback=lambda: self._finished(name))
         except sd.PortAudioError as exc:
-            raise open_error(self.name, exc) from exc
+            raise open_error(name, exc) from exc
+        return stream, stream, [stream]
+
+    def start(self) -> None:
+        import rtmixer
+        import sounddevice as sd
+
+        if self._streams:
+            raise BackendError("the backend is already started; call start() once")
+        play_stream, rec_stream, streams = self._open()
         self._out_rb = rtmixer.RingBuffer(_FLOAT * SPEAKER_CHANNELS,
                                           _power_of_two(self.lead + self.blocksize))
         self._in_rb = rtmixer.RingBuffer(
@@ -235,44 +245,48 @@ class DuplexBackend(AudioBackend):
         self._stopping = False
         self._played = 0  # reference samples the speakers have played, as of the last pass
         self._top_up()
-        # Both queued before the stream runs: both begin at frame 0 of its first callback.
-        self._play = self._play_from(stream, 0, None)
-        self._rec = self._record_from(stream, 0, None)
-        self._stream = stream
+        # Both queued before a stream runs: each begins at frame 0 of its stream's first
+        # callback.
+        self._play_stream, self._rec_stream = play_stream, rec_stream
+        self._play = self._play_from(0, None)
+        self._rec = self._record_from(0, None)
+        self._streams = streams
         try:
-            stream.start()
+            for stream in streams:
+                stream.start()
         except sd.PortAudioError as exc:  # e.g. the device (or JACK server) went meanwhile
             self.stop()
             raise open_error(self.name, exc) from exc
         self._halt.clear()
-        self._pump_thread = threading.Thread(target=self._pump, args=(stream,),
-                                             name="audio-pump", daemon=True)
+        self._pump_thread = threading.Thread(target=self._pump, name="audio-pump",
+                                             daemon=True)
         self._pump_thread.start()
 
     def stop(self) -> None:
-        stream = self._stream
-        if stream is None or self._stopping:
+        streams = self._streams
+        if not streams or self._stopping:
             return
         self._stopping = True
         self._halt.set()
         if self._pump_thread is not None:
             self._pump_thread.join()
             self._pump_thread = None
-        if not release_stream(stream) and self._error is None:
-            self._error = (f"audio device {self.name!r} stopped responding and could not be "
-                           "closed; check that it (or its JACK server) is still there")
+        for stream in reversed(streams):
+            if not release_stream(stream) and self._error is None:
+                self._error = (f"audio device {self.name!r} stopped responding and could not "
+                               "be closed; check that it (or its JACK server) is still there")
         if self._rec.start is not None:  # what the stream captured before it stopped
             self._drain_mic()
-        # Only now: a reader that sees the stream stopped must find every captured sample.
-        self._stream = None
+        # Only now: a reader that sees the streams stopped must find every captured sample.
+        self._streams = []
 
     @property
     def running(self) -> bool:
-        """Audio may still arrive: the stream runs, or stop() has not drained its ring yet
-        (an estimator that took the stream for stopped then would miss the last windows)."""
-        pump = self._pump_thread
-        return self._stream is not None and (
-            self._stopping or (self._stream.active and pump is not None and pump.is_alive()))
+        """Audio may still arrive: the streams run, or stop() has not drained the mic's ring
+        yet (an estimator that took them for stopped then would miss the last windows)."""
+        pump, streams = self._pump_thread, self._streams
+        return bool(streams) and (self._stopping or (
+            all(stream.active for stream in streams) and pump is not None and pump.is_alive()))
 
     def stats(self) -> BackendStats:
         return BackendStats(callbacks=self._blocks, input_overflows=self._in_over,
@@ -283,16 +297,15 @@ class DuplexBackend(AudioBackend):
 
     # -- the pump -------------------------------------------------------------------------
 
-    def _pump(self, stream) -> None:
+    def _pump(self) -> None:
         try:
             while not self._halt.wait(PUMP_S):
-                live = stream.actions
-                self._mic_pass(stream, live)
-                self._speaker_pass(stream, live)
+                self._mic_pass(self._rec_stream.actions)
+                self._speaker_pass(self._play_stream.actions)
         except Exception as exc:  # a bug: say so; `running` turns False with the thread
             self._error = f"the audio pump stopped: {type(exc).__name__}: {exc}"
 
-    def _mic_pass(self, stream, live) -> None:
+    def _mic_pass(self, live) -> None:
         rec = self._rec
         if rec.start is None and not rec.begin(self.recorded, self.sample_rate,
                                                self.blocksize):
@@ -308,9 +321,9 @@ class DuplexBackend(AudioBackend):
                                       max(self.recorded.end - before, self.blocksize))
         if rec.action not in live:  # the ring was full (a stall of MIC_BUFFER_S): go on
             self._in_over += 1
-            self._rec = self._record_from(stream, None, rec.frame0(self.sample_rate))
+            self._rec = self._record_from(None, rec.frame0(self.sample_rate))
 
-    def _speaker_pass(self, stream, live) -> None:
+    def _speaker_pass(self, live) -> None:
         play, reference = self._play, self.player.reference
         if play.start is None:
             if not play.begin(reference, self.sample_rate, self.blocksize):
@@ -339,8 +352,7 @@ class DuplexBackend(AudioBackend):
         self._out_block.fill(0)
         for _ in range(self.lead // self.blocksize):
             self._out_rb.write(self._out_block)
-        self._play = self._play_from(stream, None, play.frame0(self.sample_rate),
-                                     queued=self.lead)
+        self._play = self._play_from(None, play.frame0(self.sample_rate), queued=self.lead)
 
     def _top_up(self) -> None:
         """Queue the player's next blocks until the speakers' ring is ``lead`` ahead."""
@@ -352,18 +364,17 @@ class DuplexBackend(AudioBackend):
         while n := self._in_rb.readinto(self._in_block):
             self.recorded.write(self._mic(self._in_block[:n]))
 
-    def _play_from(self, stream, start: int | None, frame0: float | None,
-                   queued: int = 0) -> _Action:
-        return _Action(stream.play_ringbuffer(self._out_rb, start=_NOW), start, frame0,
-                       queued)
+    def _play_from(self, start: int | None, frame0: float | None, queued: int = 0) -> _Action:
+        return _Action(self._play_stream.play_ringbuffer(self._out_rb, start=_NOW), start,
+                       frame0, queued)
 
-    def _record_from(self, stream, start: int | None, frame0: float | None) -> _Action:
-        return _Action(stream.record_ringbuffer(self._in_rb, channels=list(
+    def _record_from(self, start: int | None, frame0: float | None) -> _Action:
+        return _Action(self._rec_stream.record_ringbuffer(self._in_rb, channels=list(
             range(1, MIC_CHANNELS + 1)), start=_NOW), start, frame0)
 
-    def _finished(self) -> None:
+    def _finished(self, name: str) -> None:
         if not self._stopping:
-            self._error = (f"audio device {self.name!r} stopped delivering audio after "
+            self._error = (f"audio device {name!r} stopped delivering audio after "
                            f"{self.recorded.end} samples (disconnected, or its server "
                            "stopped); what was recorded is kept, reconnect it and start again")
 

@@ -6,8 +6,10 @@ A backend plays a ``Player`` on two speakers and records a 4-channel B-format mi
   receives every recorded block, so recorded sample n and reference sample m are paired by
   index arithmetic (``aligner``). Both rings count from the backend's first callback.
 
-Implementations: ``backend_duplex.DuplexBackend`` (one PortAudio device, one duplex stream)
-and ``backend_virtual.VirtualBackend`` (the simulated rig in this process, with ground truth).
+Implementations: ``backend_duplex.DuplexBackend`` (one PortAudio device, one duplex stream),
+``backend_split.SplitBackend`` (an output and an input device, one stream each, on clocks of
+their own; the same rtmixer rings and pump) and ``backend_virtual.VirtualBackend`` (the
+simulated rig in this process, with ground truth).
 The virtual rig as a JACK client (``virtual_room``) is a *device* for ``DuplexBackend``.
 
 The player's decoder (``Player.start`` or ``pump``) belongs to the caller: a backend only calls
