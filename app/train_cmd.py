@@ -16,6 +16,7 @@ from bgm2pose.models.data import hold_out, load_windows, model_features, validat
 from bgm2pose.models.evaluation import compare, markdown
 from bgm2pose.models.inputs import INPUTS
 from bgm2pose.models.networks import PRESETS
+from bgm2pose.models.start import check_options, starting_point
 from bgm2pose.models.train import CHECKPOINT, TrainConfig, predict, train
 
 METRICS_FILE = "metrics.json"
@@ -24,7 +25,8 @@ METRICS_FILE = "metrics.json"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", type=Path, help="folder of session folders (bgm2pose simulate) or an AMPL CSV")
     p.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt and metrics.json")
-    p.add_argument("--method", choices=METHODS, default="bgm2pose", help="(default: %(default)s)")
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help="(default: bgm2pose, or the --init model's)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="network size (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=30,
                    help="the most epochs to train; a plateau of the validation loss stops sooner "
@@ -46,10 +48,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="(default: %(default)s)")
     p.add_argument("--test-subjects", nargs="*", default=[], help="subjects held out of training")
     p.add_argument("--test-tracks", nargs="*", default=[], help="tracks held out of training")
-    p.add_argument("--inputs", choices=INPUTS, default="paper",
+    p.add_argument("--inputs", choices=INPUTS, default=None,
                    help="what the network reads: the paper's log-mel and intensity features, the channel "
                         "estimate (how the room and the body filter the music, whatever the music), or "
-                        "both, for every method (default: %(default)s)")
+                        "both, for every method (default: paper, or the --init model's)")
+    p.add_argument("--init", type=Path, metavar="MODEL",
+                   help="fine-tune: start from this exported model (e.g. models/pretrained/demo.onnx) or "
+                        "run's checkpoint.pt, with its network, config and feature statistics, on the "
+                        "labelled windows of DATA (e.g. sessions recorded with 'run --teacher'); the "
+                        "preset and ablation flags are the model's"),
     p.add_argument("--no-cpe", action="store_true", help="ablation: no contrastive pose extraction")
     p.add_argument("--no-fa", action="store_true", help="ablation: no frequency-wise attention")
     p.add_argument("--no-music", action="store_true", help="ablation: no music branch (FA as self-attention)")
@@ -67,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def switches(args: argparse.Namespace) -> dict:
     """NetConfig overrides from the ablation flags."""
     out: dict = {}
-    if args.inputs != "paper":
+    if args.inputs not in (None, "paper"):
         out["inputs"] = args.inputs
     if args.method == "bgm2pose":
         if args.no_cpe:
@@ -84,6 +91,13 @@ def switches(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
+    start = None
+    if args.init is not None:
+        start = starting_point(args.init)
+        check_options(start, args.method, args.inputs)
+        args.method, args.inputs = start.method, start.net_config.inputs
+        print(f"train: fine-tuning {args.init} ({start.method}, {args.inputs} inputs)")
+    args.method, args.inputs = args.method or "bgm2pose", args.inputs or "paper"
     config = TrainConfig(
         method=args.method, preset=args.preset, switches=switches(args), epochs=args.epochs,
         patience=args.patience, batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min, seed=args.seed,
@@ -96,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     validating = ", ".join(sorted(set(windows.subject[val_index].tolist()))) or "none"
     print(f"train: {len(fit_index)} windows; validation ({validating}): {len(val_index)}; "
           f"test: {len(test_index)}")
-    result = train(windows, fit_index, config, args.out, val_index=val_index, resume=args.resume)
+    result = train(windows, fit_index, config, args.out, val_index=val_index, resume=args.resume,
+                   start=start)
     if dist.is_initialized() and dist.get_rank() != 0:
         return 0
     record = result.record

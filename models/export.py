@@ -74,7 +74,7 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _parity(graph: nn.Module, path: Path, stats: FeatureStats) -> float:
+def parity(graph: nn.Module, path: Path, stats: FeatureStats) -> float:
     """Max abs difference between torch and onnxruntime over batches of 1 and 3."""
     session = _session(path)
     worst = 0.0
@@ -115,7 +115,7 @@ def export_onnx(model: nn.Module, stats: FeatureStats, path: Path, card: dict) -
                 dynamic_shapes={"base": {0: batch}}, input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME], verbose=False,
             )
-        difference = _parity(graph, path, stats)
+        difference = parity(graph, path, stats)
     finally:
         model.train(was_training)
     if not difference < PARITY_TOLERANCE:

@@ -68,6 +68,7 @@ from bgm2pose.models.graph import NetworkInputs
 from bgm2pose.models.inputs import input_channels, inputs_of
 from bgm2pose.models.losses import LossWeights, discriminator_loss, loss_weights, total_loss
 from bgm2pose.models.networks import NetConfig, preset
+from bgm2pose.models.start import Start, load_start
 from bgm2pose.sensing.errors import UserError, require_file
 from bgm2pose.sensing.features import FeatureStats
 
@@ -347,12 +348,15 @@ class _Stopping:
     seconds: float = 0.0  # wall time up to the last checkpoint, summed over resumed parts
 
 
-def _record(config: TrainConfig, history: list[dict], stopping: _Stopping, validation: dict | None) -> dict:
-    """What metrics.json and a model card's "training" section say of a run."""
+def _record(config: TrainConfig, history: list[dict], stopping: _Stopping, validation: dict | None,
+            start: Start | None = None) -> dict:
+    """What metrics.json and a model card's "training" section say of a run (with the model a
+    fine-tuning started from, and what that one was trained on)."""
     return {"epochs_run": len(history), "max_epochs": config.epochs,
             "patience": config.patience if validation else None, "stop": stopping.stop,
             "best_epoch": stopping.best_epoch, "wall_seconds": round(stopping.seconds, 1),
-            "validation": validation, "history": history}
+            "validation": validation, "init": None if start is None else start.source,
+            "history": history}
 
 
 def train(
@@ -364,6 +368,7 @@ def train(
     val_index: np.ndarray = (),
     resume: bool = False,
     progress: bool = True,
+    start: Start | None = None,
 ) -> TrainResult:
     """Train ``config.method`` on ``windows[train_index]``, stopping early on the loss of
     ``windows[val_index]`` when given; see the module docstring."""
@@ -377,13 +382,14 @@ def train(
     rank, world = _distributed(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    net_config = config.net_config()
+    net_config = config.net_config() if start is None else start.net_config
     subjects = _subject_index(windows.subject[train_index]) if config.subject_discriminator else None
     if subjects is not None:
         net_config = replace(net_config, n_subjects=int(subjects.max()) + 1)
     weights = loss_weights(config.method, net_config)
     hard = config.hard_negatives if config.hard_negatives is not None else bool(weights.clip)
-    stats = fit_stats(windows, train_index, net_config.inputs)
+    # A fine-tuned network keeps the standardisation it learned with.
+    stats = fit_stats(windows, train_index, net_config.inputs) if start is None else start.stats
     # Everything the run learned from or chose its stop on, so a model card never calls the
     # validation subject unseen.
     data = windows.describe(np.concatenate([train_index, val_index]))
@@ -392,7 +398,13 @@ def train(
     torch.manual_seed(config.seed)
     network = build_model(config.method, net_config)
     mean_pose = windows.poses[train_index].mean(axis=(0, 1))
-    _start_at_mean_pose(network, mean_pose)
+    if start is None:
+        _start_at_mean_pose(network, mean_pose)
+    else:
+        fresh = load_start(network, start)
+        if progress and rank == 0 and fresh:
+            print(f"train: {fresh} training-only entries of the network start fresh (not in "
+                  f"{Path(start.source['path']).name})")
     step = TrainStep(network, stats, weights, mean_pose).to(device)
     sampler = ExcerptBatchSampler(windows.excerpt[train_index], config.batch_size, hard_negatives=hard,
                                   seed=config.seed, rank=rank, world=world)
@@ -488,7 +500,7 @@ def train(
                 "history": history,
                 "stopping": asdict(stopping),
                 "kept": kept,
-                "record": _record(config, history, stopping, validation),
+                "record": _record(config, history, stopping, validation, start),
                 "discriminator": discriminator.state_dict() if discriminator is not None else None,
             })
         if stopping.stop:
@@ -497,7 +509,7 @@ def train(
 
     network.load_state_dict(kept)
     return TrainResult(network.cpu().eval(), stats, config, net_config, mean_pose, history,
-                       _record(config, history, stopping, validation))
+                       _record(config, history, stopping, validation, start))
 
 
 def _validation_loss(evaluator: nn.Module, state: dict, stats: FeatureStats, windows: WindowSet,

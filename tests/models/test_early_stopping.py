@@ -1,6 +1,7 @@
 """``bgm2pose train`` end to end on session folders: it stops on a plateau of the loss of a
 validation subject that is never a test subject, metrics.json and the exported model card
-record the run, and a run killed mid-way resumes to the uninterrupted result."""
+record the run, a run killed mid-way resumes to the uninterrupted result, and a fine-tuning
+(``--init``) starts from an exported model's weights."""
 
 import json
 import os
@@ -11,13 +12,17 @@ import sys
 import textwrap
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from bgm2pose.app.cli import main
+from bgm2pose.models.baselines import build_model
 from bgm2pose.models.networks import PRESETS
+from bgm2pose.models.inference import PoseModel
+from bgm2pose.models.start import StartError, load_start, starting_point
 from bgm2pose.models.train import CHECKPOINT, load_checkpoint
 from bgm2pose.sensing.session import SessionInfo, write_session
 from bgm2pose.sensing.sim.motion import SUBJECTS, generate_motion
@@ -28,6 +33,7 @@ SECONDS = 6.0  # 10 windows per session
 TRACKS = ("ambient-0000", "jazz-0000")
 # The cpu preset's topology at small widths, so an epoch takes a fraction of a second.
 TINY = {"branch_widths": (8, 16), "block_widths": (16, 16, 16), "trunk_width": 32, "baseline_width": 32}
+DEMO = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "demo.onnx"
 ARGS = ["--method", "jiang", "--batch-size", "8", "--lr", "1e-2", "--epochs", "30", "--test-subjects", "S4"]
 
 
@@ -94,6 +100,7 @@ def test_stop_epoch_and_losses_ignore_the_test_subject(dataset, tiny_preset, tmp
 WORKER = """
 import sys
 from dataclasses import replace
+from pathlib import Path
 import torch
 torch.set_num_threads(1)
 from bgm2pose.models.networks import PRESETS
@@ -139,3 +146,48 @@ def test_export_copies_the_run_record_into_the_card(uninterrupted, tmp_path):
     assert training["stop"] in ("plateau", "cap") and training["wall_seconds"] > 0
     assert training["patience"] == 6 and training["max_epochs"] == 30
     assert "training" not in card["metrics"] and card["metrics"]["model"] == metrics["model"]
+
+
+def test_the_shipped_model_is_a_start_with_every_weight_inference_uses():
+    start = starting_point(DEMO)
+    network = build_model(start.method, start.net_config)
+    # Loading checks that the rebuilt network predicts what the file does; what starts fresh
+    # is what only training uses (the contrastive embeddings of music and poses).
+    fresh = {name for name in network.state_dict() if name not in start.weights}
+    assert load_start(network, start) == len(fresh)
+    contrastive = ("audio_embedding.", "pose_encoder.", "pose_summary.")
+    assert fresh and all(name.endswith("num_batches_tracked") or name.startswith(contrastive)
+                         for name in fresh), fresh
+    assert start.source["kind"] == "onnx" and start.stats.channels == PoseModel(DEMO).channels
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+def test_an_exported_model_that_renamed_weights_is_refused_with_the_way_out(uninterrupted, tmp_path):
+    out, _ = uninterrupted
+    model = tmp_path / "m.onnx"  # Jiang's LSTM: the exporter stores its gates under other names
+    assert main(["export", str(out / CHECKPOINT), str(model)]) == 0
+    start = starting_point(model)
+    with pytest.raises(StartError, match="fine-tune from the checkpoint.pt it was exported from"):
+        load_start(build_model(start.method, start.net_config), start)
+
+
+def test_fine_tuning_starts_from_the_model_and_the_card_says_so(dataset, uninterrupted, tmp_path, capsys):
+    out, _ = uninterrupted
+    tuned = _train(dataset, tmp_path / "tuned", "--init", str(out / CHECKPOINT), "--epochs", "1",
+                   "--lr", "1e-6", "--lr-min", "1e-6")["training"]
+    # One epoch of tiny steps leaves every weight where the start had it (a fresh network's
+    # are ~0.1 away).
+    start = load_checkpoint(out / CHECKPOINT)["kept"]
+    for name, value in load_checkpoint(tmp_path / "tuned" / CHECKPOINT)["kept"].items():
+        if "running" not in name and "num_batches" not in name:
+            torch.testing.assert_close(value, start[name], atol=1e-4, rtol=0, msg=name)
+    assert tuned["init"]["path"] == str(out / CHECKPOINT) and tuned["init"]["kind"] == "checkpoint"
+    assert tuned["init"]["data"]["subjects"] == ["S1", "S2", "S3"]
+    assert main(["export", str(tmp_path / "tuned" / CHECKPOINT), str(tmp_path / "t.onnx")]) == 0
+    assert json.loads((tmp_path / "t.json").read_text())["training"]["init"] == tuned["init"]
+    # What the model cannot be is refused in one sentence.
+    capsys.readouterr()
+    assert main(["train", str(dataset), "--out", str(tmp_path / "x"), "--init", str(out / CHECKPOINT),
+                 "--inputs", "channel"]) == 2
+    err = capsys.readouterr().err
+    assert "--inputs channel differs from the --init model's (paper)" in err and "Traceback" not in err
