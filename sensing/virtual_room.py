@@ -198,7 +198,10 @@ class VirtualRoom:
         renderer, self._renderer = self._renderer, None
         if renderer is None:
             return
-        self._music.close()  # the renderer's end of file
+        # The room reads nothing more (a renderer still sending would block on a full pipe),
+        # and the renderer gets its end of file.
+        self._rendered.close()
+        self._music.close()
         if self._reports.poll(_RENDERER_WAIT):
             self._report = self._read_report()
         renderer.join(_RENDERER_WAIT)
@@ -305,13 +308,18 @@ def _render(scene: VirtualScene, period: int, delay_samples: int, music, rendere
         reports.send({"event": "ready"})
         cpu = time.process_time()
         block = np.zeros((period, len(INPUT_PORTS)), np.float32)
+        listening = True  # the room reads what is rendered until it stops
         while True:
             try:
                 n = music.recv_bytes_into(block.reshape(-1)) // block[0].nbytes
             except EOFError:
                 break
             out = renderer.process(block[:n].T)
-            rendered.send_bytes(np.ascontiguousarray(out.T, np.float32))
+            if listening:
+                try:
+                    rendered.send_bytes(np.ascontiguousarray(out.T, np.float32))
+                except BrokenPipeError:  # stopping: what is left only goes on the tape
+                    listening = False
             keep = min(n, heard.shape[1] - done)
             if keep > 0:
                 heard[:, done:done + keep] = block[:keep].T
