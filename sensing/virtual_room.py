@@ -193,8 +193,7 @@ class VirtualRoom:
         client, self._client = self._client, None
         if client is not None:
             self._dsp_load = client.cpu_load()
-            client.deactivate(ignore_errors=True)
-            client.close(ignore_errors=True)
+            _release(client)
         renderer, self._renderer = self._renderer, None
         if renderer is None:
             return
@@ -285,6 +284,23 @@ class VirtualRoom:
         self._error = (f"the {server} shut down under the room ({reason.rstrip('.')}); start "
                        f"it again (e.g. jackd -d dummy -r {self.sample_rate}) and then the room")
         self._stop.set()
+
+
+_CLOSE_TIMEOUT_S = 2.0
+
+
+def _release(client) -> None:
+    """Deactivate and close a JACK client, giving up after ``_CLOSE_TIMEOUT_S``: after its
+    server died, jack_client_close can wait for good on a lock of libjack's (seen here, now
+    and then, with the room's main thread stuck in it), so it runs in a daemon thread, as
+    ``backend_duplex.release_stream`` closes a PortAudio stream."""
+    def close() -> None:
+        client.deactivate(ignore_errors=True)
+        client.close(ignore_errors=True)
+
+    closing = threading.Thread(target=close, name="close-jack", daemon=True)
+    closing.start()
+    closing.join(_CLOSE_TIMEOUT_S)
 
 
 def _render(scene: VirtualScene, period: int, delay_samples: int, music, rendered, reports,
