@@ -18,7 +18,7 @@ from bgm2pose.sensing.channel import CHANNELS as CHANNEL_CHANNELS
 from bgm2pose.sensing.channel import ChannelStream
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.features import CHANNELS as PAPER_CHANNELS
-from bgm2pose.sensing.features import window_features
+from bgm2pose.sensing.features import FeatureStream
 
 INPUTS = ("paper", "channel", "both")
 _CHANNELS = {"paper": PAPER_CHANNELS, "channel": CHANNEL_CHANNELS, "both": PAPER_CHANNELS + CHANNEL_CHANNELS}
@@ -46,18 +46,20 @@ def inputs_of(channels) -> str:
 
 class WindowFeatures:
     """What a model reading ``inputs`` takes for each live window, (C, 12, 128) float32: base
-    features (``features.window_features``), channel features (``channel.ChannelStream``,
-    which carries state from window to window), or both."""
+    features (``features.FeatureStream``: those of ``window_features``, computing only the
+    frames each window adds), channel features (``channel.ChannelStream``, which carries
+    state from window to window), or both."""
 
     def __init__(self, inputs: str):
         input_channels(inputs)
         self.inputs = inputs
+        self._base = FeatureStream() if inputs != "channel" else None
         self._channel = ChannelStream() if inputs != "paper" else None
 
     def __call__(self, mic: np.ndarray, music: np.ndarray, end_sample: int) -> np.ndarray:
         parts = []
-        if self.inputs != "channel":
-            parts.append(window_features(mic, music))
+        if self._base is not None:
+            parts.append(self._base.window(mic, music, end_sample))
         if self._channel is not None:
             parts.append(self._channel.window(mic, music, end_sample))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -27,9 +27,10 @@ quietest bins the quiet bins' intensity directions drift by up to 2e-5 (log-mel 
 beyond the parity tolerance. The FFT is scipy's, one call over every frame and channel of a
 chunk; a small numba kernel then forms powers and unit intensities bin by bin and sums each
 mel band over the few bins it covers (its triangle), where a dense projection would multiply
-65 times more zeros than weights. A window costs under 1 ms against the 50 ms hop
-(``benchmarks/features.py``), most of it the FFT: a hand-written FFT once did the same in
-about half the time, which the hop never needed, for some 250 lines of code.
+65 times more zeros than weights. A whole window costs about 1 ms against the 50 ms hop
+(``benchmarks/features.py``), most of it the FFT; live, ``FeatureStream`` computes only the
+frame each hop adds. A hand-written FFT once did the same in about half the time, which the
+hop never needed, for some 250 lines of code.
 """
 
 from __future__ import annotations
@@ -248,6 +249,39 @@ def window_features(mic: np.ndarray, music: np.ndarray) -> np.ndarray:
                 f"{WINDOW_SAMPLES} samples (0.6 s at {SAMPLE_RATE} Hz) on its last axis."
             )
     return frame_features(mic, music)
+
+
+class FeatureStream:
+    """Base features of the live engine's windows, one after another, computing only the
+    frames each window adds: frames never overlap, so a window that ends k < 12 hops after
+    the last one and holds the same samples where they overlap reuses that one's last
+    12 - k frames, and the result equals ``window_features`` exactly. Any other window (the
+    first, one after a skip, one whose music was aligned anew) is computed whole."""
+
+    def __init__(self):
+        self._end: int | None = None
+        self._mic = np.zeros((_N_MIC, WINDOW_SAMPLES), np.float32)
+        self._music = np.zeros((_N_MUSIC, WINDOW_SAMPLES), np.float32)
+        self._frames = np.zeros((len(CHANNELS), FRAMES_PER_WINDOW, N_MELS), np.float32)
+
+    def window(self, mic: np.ndarray, music: np.ndarray, end_sample: int) -> np.ndarray:
+        """(9, 12, 128) of the window of ``mic`` (4, 28800) and ``music`` (2, 28800) whose
+        last mic sample is ``end_sample - 1``."""
+        step = None if self._end is None else end_sample - self._end
+        new = (step // HOP if step is not None and step % HOP == 0 else FRAMES_PER_WINDOW)
+        if (0 < new < FRAMES_PER_WINDOW and mic.shape == self._mic.shape
+                and music.shape == self._music.shape
+                and np.array_equal(mic[:, :-step], self._mic[:, step:])
+                and np.array_equal(music[:, :-step], self._music[:, step:])):
+            frames = np.concatenate([self._frames[:, new:],
+                                     frame_features(mic[:, -step:], music[:, -step:])], axis=1)
+        else:
+            frames = window_features(mic, music)
+        self._end = end_sample
+        np.copyto(self._mic, mic)
+        np.copyto(self._music, music)
+        np.copyto(self._frames, frames)
+        return frames
 
 
 def windows_from_frames(frames: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -278,3 +278,22 @@ def test_bad_window_and_frame_arguments_raise():
         F.windows_from_frames(np.zeros((6, 20, 64)), np.array([0]))
     with pytest.raises(F.FeatureError, match=r"expected \(B, 9, 12, 128\)"):
         F.network_inputs(np.zeros((9, 12, 128)), F.FeatureStats(mean=np.zeros(9), std=np.ones(9)))
+
+
+def test_the_live_stream_equals_whole_windows_and_computes_only_new_frames(monkeypatch):
+    rng = np.random.default_rng(3)
+    mic, music = music_like_signals(rng, 40 * F.HOP)
+    whole = F.window_features
+    calls = []
+    monkeypatch.setattr(F, "window_features", lambda m, s: calls.append(1) or whole(m, s))
+    stream = F.FeatureStream()
+    ends = [12, 13, 15, 16, 30, 31]  # in frames: hops of 1 and 2, then a skip of 14
+    for k, end in enumerate(ends):
+        cut = slice((end - 12) * F.HOP, end * F.HOP)
+        m, s = mic[:, cut], music[:, cut].copy()
+        if k == len(ends) - 1:
+            s[:, :10] += 1e-3  # the music aligned anew: the overlap differs
+        got = stream.window(m, s, end * F.HOP)
+        np.testing.assert_array_equal(got, whole(m, s))
+    # Whole windows: the first, the one after the skip and the realigned one.
+    assert len(calls) == 3
