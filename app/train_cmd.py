@@ -54,9 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "both, for every method (default: paper, or the --init model's)")
     p.add_argument("--init", type=Path, metavar="MODEL",
                    help="fine-tune: start from this exported model (e.g. models/pretrained/demo.onnx) or "
-                        "run's checkpoint.pt, with its network, config and feature statistics, on the "
+                        "a run's checkpoint.pt, with its network, config and feature statistics, on the "
                         "labelled windows of DATA (e.g. sessions recorded with 'run --teacher'); the "
-                        "preset and ablation flags are the model's"),
+                        "preset and ablation flags are the model's")
     p.add_argument("--no-cpe", action="store_true", help="ablation: no contrastive pose extraction")
     p.add_argument("--no-fa", action="store_true", help="ablation: no frequency-wise attention")
     p.add_argument("--no-music", action="store_true", help="ablation: no music branch (FA as self-attention)")

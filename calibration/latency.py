@@ -29,10 +29,10 @@ that lost nothing (a JACK client late with its output, which the mic then misses
 period) leave the latencies alone and the take stands.
 
 Quality checks (``CalibrationError``, one sentence with the fix, and nothing is saved):
-audio that glitched in every take, no signal or no response above the noise (muted mic, wrong device), a clipped recording,
-repeats that disagree by more than MAX_SPREAD samples, a backend that fails. The microphone
-check (``mic_check``) compares the direction of arrival of each speaker's direct sound with
-the rig and suggests fixes (warnings in the result).
+audio that glitched in every take, no signal or no response above the noise (muted mic,
+wrong device), a clipped recording, repeats that disagree by more than MAX_SPREAD samples, a
+backend that fails. The microphone check (``mic_check``) compares the direction of arrival of
+each speaker's direct sound with the rig and suggests fixes (warnings in the result).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ ONSET_FRACTION = 0.3  # of the largest |W| peak: the direct path's lobe reaches 
 LOBE = 8  # samples after the onset crossing that hold the direct path's peak
 NOISE_LAGS = (-0.45, -0.05)  # s: lags holding only noise (and sweep distortion)
 MIN_SNR_DB = 30.0
-TAKES = 3  # a take in which the audio glitched is measured again, at most this often
+TAKES = 3  # takes at most, when the sweeps of one disagree after xruns
 MAX_SPREAD = 1.0  # samples
 CLIP_LEVEL = 0.999
 
