@@ -127,12 +127,20 @@ def check_device(device: int | str, inputs: int, outputs: int, sample_rate: int)
 CLOSE_TIMEOUT_S = 2.0
 
 
+def finished_within(seconds: float, work, name: str) -> bool:
+    """Run ``work()`` in a daemon thread; False if it did not finish within ``seconds``, and
+    it is then given up on (closing a device whose server died can block for good, and must
+    not hang the program and what it still has to save)."""
+    worker = threading.Thread(target=work, name=name, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return not worker.is_alive()
+
+
 def release_stream(stream) -> bool:
     """Stop and close a PortAudio stream; False if that did not finish within
     ``CLOSE_TIMEOUT_S``. A stream whose device vanished can block PortAudio for good (with
-    JACK, when the server died, Pa_StopStream waits for a process cycle that never comes), so
-    the closing runs in a daemon thread and is given up on rather than hanging the program
-    and what it still has to save."""
+    JACK, when the server died, Pa_StopStream waits for a process cycle that never comes)."""
     import sounddevice as sd
 
     def close() -> None:
@@ -142,11 +150,8 @@ def release_stream(stream) -> bool:
             pass
         finally:
             stream.close(ignore_errors=True)
-            done.set()
 
-    done = threading.Event()
-    threading.Thread(target=close, name="close-stream", daemon=True).start()
-    if done.wait(CLOSE_TIMEOUT_S):
+    if finished_within(CLOSE_TIMEOUT_S, close, "close-stream"):
         return True
     # sounddevice terminates PortAudio at exit, which would block on the same dead stream.
     atexit.unregister(sd._exit_handler)

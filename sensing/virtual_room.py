@@ -56,6 +56,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from bgm2pose.sensing.backend_duplex import CLOSE_TIMEOUT_S, finished_within
 from bgm2pose.sensing.backend_virtual import VirtualScene
 from bgm2pose.sensing.skeleton import N_JOINTS
 from bgm2pose.sensing.errors import UserError
@@ -286,21 +287,15 @@ class VirtualRoom:
         self._stop.set()
 
 
-_CLOSE_TIMEOUT_S = 2.0
-
-
 def _release(client) -> None:
-    """Deactivate and close a JACK client, giving up after ``_CLOSE_TIMEOUT_S``: after its
+    """Deactivate and close a JACK client, giving up after ``CLOSE_TIMEOUT_S``: after its
     server died, jack_client_close can wait for good on a lock of libjack's (seen here, now
-    and then, with the room's main thread stuck in it), so it runs in a daemon thread, as
-    ``backend_duplex.release_stream`` closes a PortAudio stream."""
+    and then, with the room's main thread stuck in it)."""
     def close() -> None:
         client.deactivate(ignore_errors=True)
         client.close(ignore_errors=True)
 
-    closing = threading.Thread(target=close, name="close-jack", daemon=True)
-    closing.start()
-    closing.join(_CLOSE_TIMEOUT_S)
+    finished_within(CLOSE_TIMEOUT_S, close, "close-jack")
 
 
 def _render(scene: VirtualScene, period: int, delay_samples: int, music, rendered, reports,
