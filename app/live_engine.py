@@ -22,6 +22,10 @@ for split devices, the clock ratio) online when that module is present.
 ``realtime=False`` on the virtual rig runs as fast as possible but never more than one hop
 ahead of the estimator, so no window is dropped (tests, long checks).
 
+``use_model`` swaps in another exported model without stopping (the estimator takes it
+between windows); ``recorder`` makes the session recorder of the engine's rings that ``run
+--record`` and the app's Record and Teach use.
+
 Threads: the player's decoder, the backend's audio thread (or device callback), the
 estimator's worker, the drift tracker's; ``stop`` ends them in that order after the audio,
 so the last complete windows are still estimated, and keeps everything recorded.
@@ -52,10 +56,13 @@ from bgm2pose.sensing.bformat import CONVENTIONS
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.features import WINDOW_SAMPLES
 from bgm2pose.sensing.player import Player, Repeat, Track
+from bgm2pose.sensing.recorder import SessionRecorder
 from bgm2pose.sensing.session import SessionInfo
 from bgm2pose.sensing.sim.music import TrackSpec, generate
 from bgm2pose.sensing.sim.rig import SAMPLE_RATE, Rig
 from bgm2pose.sensing.sim.subjects import SUBJECTS
+from bgm2pose.sensing.teacher import PoseTeacher
+from bgm2pose.sensing.teacher.align import MIN_CONFIDENCE
 
 BACKENDS = ("virtual", "duplex", "split")
 # The bundled playlist: one generated track per genre (the seeds: ``unseen_music``), each
@@ -172,7 +179,7 @@ class LiveEngine:
             self.music = list(options.generated)
         if options.backend == "virtual":
             self.warnings += self._seen_warnings()
-        self._warm_up()
+        self._warm_up(self.model)
         self.feed = PoseFeed()
         self.player = Player(tracks, repeat=Repeat.ALL,
                              ring_capacity=int(RING_SECONDS * SAMPLE_RATE),
@@ -235,11 +242,12 @@ class LiveEngine:
 
     # -- construction ---------------------------------------------------------------------
 
-    def _warm_up(self) -> None:
+    @staticmethod
+    def _warm_up(model: PoseModel) -> None:
         """First calls compile the feature kernels and size onnxruntime's buffers: do them
         now, not on the first live window (which would then be late)."""
         silence = np.zeros((4, WINDOW_SAMPLES), np.float32)
-        self.model.predict(WindowFeatures(self.model.inputs)(silence, silence[:2], WINDOW_SAMPLES))
+        model.predict(WindowFeatures(model.inputs)(silence, silence[:2], WINDOW_SAMPLES))
 
     def _backend(self) -> AudioBackend:
         o = self.options
@@ -347,6 +355,30 @@ class LiveEngine:
         if self.drift is not None:
             self.drift.stop()
         self.player.close()
+
+    def use_model(self, path: Path) -> None:
+        """Estimate with the exported model at ``path`` from the next window on, while
+        everything keeps running. Loads and warms it up in the caller's thread (a second or
+        so: call it off the GUI thread); a model that cannot be loaded raises before anything
+        changes."""
+        model = PoseModel(path, threads=self.options.threads)
+        self._warm_up(model)
+        self.estimator.use_model(model)
+        self.model = model
+        self.options = dataclasses.replace(self.options, model=Path(path))
+        self.trained_subjects, self.trained_tracks = trained_on(model.card)
+
+    def recorder(self, folder: Path, tool: str, first_sample: int = 0,
+                 teacher: PoseTeacher | None = None,
+                 min_confidence: float = MIN_CONFIDENCE) -> SessionRecorder:
+        """A recorder (not started) of this engine's rings into ``folder`` from ring sample
+        ``first_sample``, labelled by ``teacher`` (started) if given, else by the rig's
+        ground truth where it has one."""
+        return SessionRecorder(folder, self.backend.recorded, self.player.reference,
+                               self.session_info(tool),
+                               ground_truth=None if teacher else self.backend.ground_truth,
+                               first_sample=first_sample, teacher=teacher,
+                               min_confidence=min_confidence)
 
     @property
     def running(self) -> bool:

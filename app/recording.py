@@ -18,6 +18,8 @@ from PyQt6.QtCore import QSettings
 
 from bgm2pose.app.live_engine import LiveEngine
 from bgm2pose.sensing.recorder import POSE_FPS, SessionRecorder
+from bgm2pose.sensing.teacher import PoseTeacher
+from bgm2pose.sensing.teacher.align import MIN_CONFIDENCE
 
 RECORDINGS_KEY = "recording/folder"
 
@@ -26,27 +28,29 @@ def recordings_folder(settings: QSettings) -> Path:
     return Path(str(settings.value(RECORDINGS_KEY, Path.home() / "bgm2pose-sessions")))
 
 
-def new_session_folder(root: Path) -> Path:
-    """A fresh folder name under ``root`` (not created)."""
+def new_session_folder(root: Path, prefix: str = "session") -> Path:
+    """A fresh folder name ``<prefix>-YYYYmmdd-HHMMSS`` under ``root`` (not created)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = root / f"session-{stamp}"
+    folder = root / f"{prefix}-{stamp}"
     n = 1
     while folder.exists():
         n += 1
-        folder = root / f"session-{stamp}-{n}"
+        folder = root / f"{prefix}-{stamp}-{n}"
     return folder
 
 
-def start_recorder(engine: LiveEngine, folder: Path, from_now: bool = False) -> SessionRecorder:
-    """A started recorder of ``engine``'s rings (and ground truth on the virtual rig): from the
-    rings' first sample (call before ``engine.start()``), or ``from_now`` on a running engine:
-    from the rings' current end, rounded down to a whole pose frame."""
+def start_recorder(engine: LiveEngine, folder: Path, from_now: bool = False,
+                   teacher: PoseTeacher | None = None,
+                   min_confidence: float = MIN_CONFIDENCE) -> SessionRecorder:
+    """A started recorder of ``engine``'s rings (labelled by a started ``teacher``, or by the
+    ground truth on the virtual rig): from the rings' first sample (call before
+    ``engine.start()``), or ``from_now`` on a running engine: from the rings' current end,
+    rounded down to a whole pose frame."""
     first = 0
     if from_now:
         frame = engine.backend.sample_rate // POSE_FPS
         first = engine.backend.recorded.end // frame * frame
-    recorder = SessionRecorder(folder, engine.backend.recorded, engine.player.reference,
-                               engine.session_info("bgm2pose app"),
-                               ground_truth=engine.backend.ground_truth, first_sample=first)
+    recorder = engine.recorder(folder, "bgm2pose app", first_sample=first, teacher=teacher,
+                               min_confidence=min_confidence)
     recorder.start()
     return recorder

@@ -36,7 +36,6 @@ from bgm2pose.app.live_engine import BACKENDS, LiveEngine, LiveOptions
 from bgm2pose.models.estimator import POLICIES
 from bgm2pose.models.posefeed import LiveStats, PoseUpdate
 from bgm2pose.sensing.bformat import CONVENTIONS
-from bgm2pose.sensing.recorder import SessionRecorder
 from bgm2pose.sensing.sim.rig import read_rig
 
 _TICK_S = 0.05  # how often the feed is read: faster than the hop, so history never laps
@@ -193,10 +192,8 @@ def run(args: argparse.Namespace) -> int:
         recorder = None
         teacher = teach.make_teacher(args, engine)
         if args.record:
-            recorder = SessionRecorder(args.record, engine.backend.recorded,
-                                       engine.player.reference, engine.session_info("bgm2pose run"),
-                                       ground_truth=None if teacher else engine.backend.ground_truth,
-                                       teacher=teacher, min_confidence=args.min_confidence)
+            recorder = engine.recorder(args.record, "bgm2pose run", teacher=teacher,
+                                       min_confidence=args.min_confidence)
         if teacher is not None:  # first: a video as the camera starts with the audio
             stack.callback(teacher.stop)
             teacher.start()

@@ -14,6 +14,9 @@ on exactly what training and evaluation compare. The mean-pose predictor's MAE (
 card's ``mean_pose``, the training poses' average) is pooled over the same windows, so the
 two figures can be read side by side as the card's test figures are.
 
+``use_model`` swaps the model while the worker runs (the app's Teach workflow): it takes the
+new one between windows, and the live MAE / PCKh restart with it.
+
 Policies: "latest" publishes each window's 12 poses as they are; "average" publishes, at the
 window's 12 times, the mean of every recent window's estimate covering that time (each
 window's track linearly interpolated to the time). Smoothing ``s`` in [0, 1): the published
@@ -128,6 +131,8 @@ class Estimator:
                                  "e.g. 0.5 for some")
         self.model = model
         self._features = WindowFeatures(model.inputs)
+        self._next_model: PoseModel | None = None
+        self._swap = threading.Lock()
         self.backend = backend
         self.aligner = aligner
         self.feed = feed
@@ -150,14 +155,36 @@ class Estimator:
         self._inference_ms: deque[float] = deque(maxlen=_RECENT)
         self._e2e_ms: deque[float] = deque(maxlen=_RECENT)
         self._done_at: deque[float] = deque(maxlen=_RECENT)
-        self._abs_error = 0.0  # running sums over published coordinates / joints
+        self._restart_accuracy()
+        self.error: str | None = None
+
+    def use_model(self, model: PoseModel) -> None:
+        """Estimate with ``model`` from the next window on, without stopping (thread-safe).
+        The worker swaps between windows, so no window mixes two models; the live accuracy
+        figures restart with it, since a sum over both models would describe neither."""
+        with self._swap:
+            self._next_model = model
+
+    def _take_next_model(self) -> None:
+        with self._swap:
+            model, self._next_model = self._next_model, None
+        if model is None:
+            return
+        if model.inputs != self.model.inputs:
+            self._features = WindowFeatures(model.inputs)
+        self.model = model
+        self._restart_accuracy()
+
+    def _restart_accuracy(self) -> None:
+        """Running sums over published coordinates / joints, for ``self.model``."""
+        self._abs_error = 0.0
         self._coords = 0
         self._hits = 0.0
         self._joints = 0
         # The card's mean pose as PoseModel checked it (21 x 3 finite numbers), per joint.
-        self._mean_pose = None if model.mean_pose is None else model.mean_pose.reshape(-1, 3)
+        m = self.model.mean_pose
+        self._mean_pose = None if m is None else m.reshape(-1, 3)
         self._mean_pose_error = 0.0  # running sum, over the same coordinates as _abs_error
-        self.error: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -218,6 +245,7 @@ class Estimator:
         if window.flags:
             self._flagged += 1
             return
+        self._take_next_model()
         t0 = time.perf_counter()
         base = self._features(window.mic, window.music, window.end_sample)
         t1 = time.perf_counter()
