@@ -41,7 +41,14 @@ def make_teacher(args: argparse.Namespace, engine) -> PoseTeacher | None:
         return None
     if not args.record:
         raise UserError("--teacher labels a recording; add --record DIR")
-    kind, _, source = args.teacher.partition(":")
+    return teacher_for(args.teacher, engine, args.teacher_latency, args.teacher_noise, args.seed)
+
+
+def teacher_for(spec: str, engine, latency_s: float = VIRTUAL_CAMERA_LATENCY_S,
+                noise_cm: float = DEFAULT_NOISE_CM, seed: int = 0) -> PoseTeacher:
+    """The teacher ``spec`` (virtual, camera, camera:INDEX or camera:FILE) names on
+    ``engine``'s rig, not started; ``latency_s`` is the camera latency setting."""
+    kind, _, source = spec.partition(":")
     if kind == "virtual" and not source:
         if engine.options.backend != "virtual":
             raise UserError("the virtual teacher knows the poses of the virtual rig only; use "
@@ -49,13 +56,12 @@ def make_teacher(args: argparse.Namespace, engine) -> PoseTeacher | None:
         from bgm2pose.sensing.teacher.virtual import VirtualTeacher
 
         return VirtualTeacher(engine.backend.ground_truth, engine.backend.sample_rate,
-                              noise_cm=args.teacher_noise, latency_s=VIRTUAL_CAMERA_LATENCY_S,
-                              correction_s=args.teacher_latency, seed=args.seed)
+                              noise_cm=noise_cm, latency_s=VIRTUAL_CAMERA_LATENCY_S,
+                              correction_s=latency_s, seed=seed)
     if kind == "camera":
         from bgm2pose.sensing.teacher.camera import CameraTeacher
 
         return CameraTeacher(source or "0", engine.backend.sample_rate,
-                             clock=lambda: engine.backend.recorded.end,
-                             latency_s=args.teacher_latency)
-    raise UserError(f"teacher {args.teacher!r} is unknown; use virtual, camera, camera:INDEX "
+                             clock=lambda: engine.backend.recorded.end, latency_s=latency_s)
+    raise UserError(f"teacher {spec!r} is unknown; use virtual, camera, camera:INDEX "
                     "or camera:VIDEO_FILE")
