@@ -19,6 +19,9 @@ stopped)``; ``room_on(server, *cli_args, stop_cleanly=True)`` does it on any ser
 
 ``direct_rig``: a rig file (``--rig``) in which only the direct sound meets the body, the
 cheaper room for JACK tests (see the fixture).
+
+``write_video``: ``write_video(path, rgb_frames, fps)`` writes a video file OpenCV reads, to
+stand in for a camera (needs the ``[camera]`` extra's OpenCV).
 """
 
 from __future__ import annotations
@@ -248,6 +251,23 @@ def direct_rig(tmp_path):
     path = tmp_path / "direct-rig.json"
     path.write_text(json.dumps({"body_paths": "direct"}))
     return path
+
+
+def _write_video(path, frames, fps: float) -> None:
+    import cv2
+
+    h, w, _ = frames[0].shape
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened()
+    for rgb in frames:
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+@pytest.fixture(scope="session")
+def write_video():
+    """``write_video(path, rgb_frames, fps)``: a video file standing in for a camera."""
+    return _write_video
 
 
 @pytest.fixture(params=list(BAD_MUSIC))

@@ -11,7 +11,8 @@ frame). A video file stands in for a camera: its frame at video time t is the vi
 sample ``s0 + t * rate``, s0 the clock at ``start``, and the teacher waits for the clock to
 reach it, so the video plays in time with the audio; with no clock the whole file is read at
 once from s0 = 0. Frames without a person are kept, with confidence 0. Images are never
-written anywhere.
+written anywhere: only the newest frame is held, in memory, for a preview (``latest_view``),
+and dropped at ``stop``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import bisect
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bgm2pose.sensing.skeleton import N_JOINTS
 from bgm2pose.sensing.teacher import PoseTeacher, TeacherError, TeacherPoses
-from bgm2pose.sensing.teacher.mapping import joints_from_landmarks
+from bgm2pose.sensing.teacher.mapping import image_joints, joints_from_landmarks
 
 INSTALL_HINT = ("install it with `.venv/bin/pip install -e '.[camera]'` (scripts/setup.sh "
                 "does)")
@@ -73,14 +75,30 @@ class PoseDetector:
     def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(21, 3) joints (metres, y up, hips-centred) and (21,) confidences of one image;
         confidences all 0 when nobody is found."""
-        found = self.landmarks(rgb)
-        if found is None:
-            return np.zeros((N_JOINTS, 3), np.float32), np.zeros(N_JOINTS, np.float32)
-        world, _, visibility = found
-        return joints_from_landmarks(world, visibility)
+        return joints_of(self.landmarks(rgb))
 
     def close(self) -> None:
         self._pose.close()
+
+
+def joints_of(found: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``PoseDetector.detect`` of ``PoseDetector.landmarks``'s answer."""
+    if found is None:
+        return np.zeros((N_JOINTS, 3), np.float32), np.zeros(N_JOINTS, np.float32)
+    world, _, visibility = found
+    return joints_from_landmarks(world, visibility)
+
+
+@dataclass(frozen=True)
+class CameraView:
+    """The newest frame as the teacher saw it, for a preview: ``image`` (H, W, 3) uint8 RGB,
+    ``joints`` (21, 2) image positions (fractions of width and height, y down) and
+    ``confidence`` (21,), both None when nobody was found."""
+
+    image: np.ndarray
+    joints: np.ndarray | None
+    confidence: np.ndarray | None
 
 
 def parse_source(spec: str) -> int | Path:
@@ -119,6 +137,7 @@ class CameraTeacher(PoseTeacher):
         self._stamps: list[float] = []
         self._joints: list[np.ndarray] = []
         self._confidence: list[np.ndarray] = []
+        self._view: CameraView | None = None  # the newest frame only, in memory only
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -150,6 +169,7 @@ class CameraTeacher(PoseTeacher):
         if self._capture is not None:
             self._capture.release()
             self._capture = None
+        self._view = None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a video file has been read to its end; True if it has."""
@@ -171,6 +191,11 @@ class CameraTeacher(PoseTeacher):
                 return TeacherPoses.empty()
             return TeacherPoses(np.array(self._stamps[lo:hi]), np.stack(self._joints[lo:hi]),
                                 np.stack(self._confidence[lo:hi]))
+
+    def latest_view(self) -> CameraView | None:
+        """The newest frame with the joints the teacher found on it; None before the first
+        and after ``stop``."""
+        return self._view
 
     def _run(self) -> None:
         detector = PoseDetector()
@@ -194,11 +219,16 @@ class CameraTeacher(PoseTeacher):
                     frame += 1
                     if not self._paced(stamp + delay):
                         return
-                joints, conf = detector.detect(self.cv2.cvtColor(bgr, self.cv2.COLOR_BGR2RGB))
+                rgb = self.cv2.cvtColor(bgr, self.cv2.COLOR_BGR2RGB)
+                found = detector.landmarks(rgb)
+                joints, conf = joints_of(found)
+                view = CameraView(rgb, *(image_joints(found[1], found[2]) if found is not None
+                                         else (None, None)))
                 with self._lock:
                     self._stamps.append(float(stamp))
                     self._joints.append(joints)
                     self._confidence.append(conf)
+                    self._view = view
         finally:
             detector.close()
 

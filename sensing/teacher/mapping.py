@@ -29,6 +29,9 @@ anthropometric table the data sets are simulated with (hip-spine 9.2 cm at 1.75 
 mean), so a taught pose normalises (hips origin, hip-spine = 1) to the same scale as the
 training data. A joint's confidence is its landmark's visibility, or the least visibility of
 the landmarks it is built from.
+
+Every joint is a fixed weighted mean of landmarks, so the same mapping places the joints on
+the camera image (``image_joints``), for a preview of what the teacher teaches.
 """
 
 from __future__ import annotations
@@ -104,3 +107,12 @@ def joints_from_landmarks(world: np.ndarray, visibility: np.ndarray) -> tuple[np
     joints[..., INDEX["Head"], :] = (lm[..., _L_EAR, :] + lm[..., _R_EAR, :]) / 2
     conf[..., INDEX["Head"]] = np.minimum(vis[..., _L_EAR], vis[..., _R_EAR])
     return joints.astype(np.float32), conf.astype(np.float32)
+
+
+def image_joints(image: np.ndarray, visibility: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(33, 2) landmark image positions (fractions of width and height, y down) and (33,)
+    visibilities -> (21, 2) joint image positions (the same) and (21,) confidences."""
+    image = np.asarray(image, np.float64)
+    flat = np.concatenate([image, np.zeros((*image.shape[:-1], 1))], axis=-1)
+    joints, conf = joints_from_landmarks(flat, visibility)
+    return joints[..., :2] * _TO_PROJECT[:2], conf

@@ -40,16 +40,13 @@ def test_the_virtual_teacher_labels_a_run_like_the_truth_within_its_noise(standi
 
 
 def test_a_video_as_the_camera_puts_the_person_stepping_in_on_the_audio_clock(
-        standin_model, tmp_path):
+        standin_model, tmp_path, write_video):
     """The astronaut steps into view at 1.5 s of a 10 fps video; with a camera latency of
     0.1 s the view is of 1.4 s, the first taught 120 fps frame 168."""
     person = cv2.resize(skimage.data.astronaut(), (256, 256))
     empty = np.full_like(person, 128)
     video = tmp_path / "camera.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 256))
-    for frame in [empty] * 15 + [person] * 20:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
+    write_video(video, [empty] * 15 + [person] * 20, fps=10)
     r = run("--seconds", "4", "--model", str(standin_model), "--record", str(tmp_path / "take"),
             "--teacher", f"camera:{video}", "--teacher-latency", "0.1", "--min-confidence", "0")
     assert r.returncode == 0, r.stderr

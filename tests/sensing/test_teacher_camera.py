@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 
-import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -18,16 +17,8 @@ def astronaut():
     return skimage.data.astronaut()
 
 
-def write_video(path, frames: list[np.ndarray], fps: float) -> None:
-    h, w, _ = frames[0].shape
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    assert writer.isOpened()
-    for rgb in frames:
-        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    writer.release()
-
-
-def test_a_video_file_is_taught_frame_by_frame_on_the_audio_clock(astronaut, tmp_path):
+def test_a_video_file_is_taught_frame_by_frame_on_the_audio_clock(astronaut, tmp_path,
+                                                                    write_video):
     """Frame k of a 30 fps video is the view at audio sample k / 30 * 48000, less the camera
     latency; frames without a person are kept with confidence 0."""
     empty = np.full_like(astronaut, 128)
@@ -37,6 +28,14 @@ def test_a_video_file_is_taught_frame_by_frame_on_the_audio_clock(astronaut, tmp
         teacher = CameraTeacher(video, latency_s=latency_s)
         with teacher:
             assert teacher.wait(timeout=120)
+            view = teacher.latest_view()
+        # The preview: the last frame, with the joints on the person (the head on her face,
+        # her left arm on the image's right), held in memory until the teacher stops.
+        np.testing.assert_array_equal(view.image.shape, astronaut.shape)
+        head, left, right = view.joints[[INDEX["Head"], INDEX["LeftArm"], INDEX["RightArm"]]]
+        assert 0.38 < head[0] < 0.52 and 0.15 < head[1] < 0.3, head
+        assert left[0] > head[0] > right[0] and left[1] > head[1]
+        assert teacher.latest_view() is None
         got = teacher.poses(-48_000, 48_000)
         np.testing.assert_allclose(got.sample, np.arange(12) * 1600 - latency_s * 48_000)
         assert np.all(got.confidence[:4] == 0)
