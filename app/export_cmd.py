@@ -19,15 +19,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
+    export_checkpoint(args.checkpoint, args.out, args.description)
+    return 0
+
+
+def export_checkpoint(checkpoint: Path, out: Path, description: str = "") -> dict:
+    """Export ``checkpoint`` (with the metrics.json beside it) to ``out``; returns the card."""
+    ckpt = load_checkpoint(checkpoint)
     model, stats, config = model_from_checkpoint(ckpt)
-    metrics_path = args.checkpoint.parent / METRICS_FILE
+    metrics_path = checkpoint.parent / METRICS_FILE
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     # The checkpoint's record (epochs run, wall time, stop reason, learning curves) is the one
     # metrics.json repeats, and it also describes a run that has not finished.
     metrics.pop("training", None)
     card = {
-        "description": args.description,
+        "description": description,
         "method": config.method,
         "preset": config.preset,
         "training": {**config.to_dict(), **ckpt["record"]},
@@ -36,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         "mean_pose": ckpt["mean_pose"].tolist(),
         "metrics": metrics or None,
     }
-    written = export_onnx(model, stats, args.out, card)
-    print(f"export: wrote {args.out} and {args.out.with_suffix('.json').name} "
-          f"(torch/onnxruntime max difference {written['parity_max_abs']:.1e})")
-    return 0
+    written = export_onnx(model, stats, out, card)
+    print(f"export: wrote {out} and {out.with_suffix('.json').name} "
+          f"(torch/onnxruntime max difference {written['parity_max_abs']:.1e})", flush=True)
+    return written

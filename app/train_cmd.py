@@ -2,7 +2,9 @@
 subjects and tracks for a test, until the validation loss (one training subject held out)
 stops improving or ``--epochs`` is reached; under ``torchrun`` it trains with
 DistributedDataParallel. metrics.json records the run (epochs, wall time, stop reason,
-learning curves) and, with a test split, the test metrics."""
+learning curves) and, with a test split, the test metrics. ``--export NAME.onnx`` exports the
+kept weights as ``bgm2pose export`` does, in the same process (torch loads once: the app's
+Teach workflow trains this way)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import json
 from pathlib import Path
 
 
+from bgm2pose.app.export_cmd import export_checkpoint
 from bgm2pose.models.baselines import METHODS
 from bgm2pose.models.data import hold_out, load_windows, model_features, validation_split
 from bgm2pose.models.evaluation import compare, markdown
@@ -57,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "a run's checkpoint.pt, with its network, config and feature statistics, on the "
                         "labelled windows of DATA (e.g. sessions recorded with 'run --teacher'); the "
                         "preset and ablation flags are the model's")
+    p.add_argument("--export", type=Path, metavar="NAME.onnx",
+                   help="after training, export the kept weights to this model file (as "
+                        "'bgm2pose export' does), in the same process")
     p.add_argument("--no-cpe", action="store_true", help="ablation: no contrastive pose extraction")
     p.add_argument("--no-fa", action="store_true", help="ablation: no frequency-wise attention")
     p.add_argument("--no-music", action="store_true", help="ablation: no music branch (FA as self-attention)")
@@ -126,5 +132,7 @@ def run(args: argparse.Namespace) -> int:
         ratio = results["model"]["mae"] / results["mean_pose"]["mae"]
         print(f"train: test MAE {results['model']['mae']:.3f} = {ratio:.2f} x the mean-pose predictor's")
     (args.out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"train: wrote {args.out / METRICS_FILE}")
+    print(f"train: wrote {args.out / METRICS_FILE}", flush=True)
+    if args.export is not None:
+        export_checkpoint(args.out / CHECKPOINT, args.export)
     return 0
