@@ -9,6 +9,10 @@ the window picks it up on its timer. Two timers then read what the engine's thre
 Options: ``base_options`` (model, seed, realtime, ...) with the remembered ``DeviceChoice``
 and the playlist applied on each start. An empty playlist plays generated music the model did
 not train on, and the virtual rig's subject defaults to one it did not (``LiveEngine``).
+
+Teach… opens the Teach workflow (``teach_panel``): a camera (or the virtual rig's truth)
+labels the live music, the running model is fine-tuned on it in a child process and swapped
+in without stopping; later starts use the taught model too.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from bgm2pose.app.live_engine import LiveEngine, LiveOptions
 from bgm2pose.app.playlist_panel import PlaylistPanel
 from bgm2pose.app.recording import new_session_folder, recordings_folder, start_recorder
 from bgm2pose.app.skeleton_view import SkeletonPanel, SkeletonView
+from bgm2pose.app.teach_panel import TeachDialog
 from bgm2pose.models.posefeed import LiveStats
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.recorder import SessionRecorder
@@ -82,6 +87,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="engine-start")
         self._last_seq = -1
         self._recorder: SessionRecorder | None = None
+        self.teach_dialog: TeachDialog | None = None
 
         self.view = SkeletonView()
         self.view_panel = SkeletonPanel(self.view)
@@ -125,6 +131,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.start_action = bar.addAction("▶ Start", self.toggle_running)
         bar.addAction("Devices…", self.choose_devices)
         bar.addAction("Calibrate…", self.calibrate)
+        bar.addAction("Teach…", self.teach)
         self.record_action = bar.addAction("● Record", self.toggle_recording)
         self.record_action.setCheckable(True)
 
@@ -221,6 +228,8 @@ class MainWindow(QtWidgets.QMainWindow):
         return self.view_panel.grab_with_view(self)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        if self.teach_dialog is not None:
+            self.teach_dialog.cancel()  # a training process must not outlive the window
         if self._starting is not None:
             engine_future, self._starting = self._starting, None
             engine_future.add_done_callback(_discard_started)
@@ -293,6 +302,19 @@ class MainWindow(QtWidgets.QMainWindow):
             self.stop()
         CalibrationWizard(self.choice, self).exec()
         self._update_warning()
+
+    def teach(self) -> None:
+        """The Teach dialog: one, kept, so a training left running in the background shows
+        its progress when the dialog is opened again."""
+        if self.teach_dialog is None:
+            self.teach_dialog = TeachDialog(lambda: self.engine, self.settings, self)
+            self.teach_dialog.model_taught.connect(self._use_taught_model)
+        self.teach_dialog.show()
+        self.teach_dialog.raise_()
+
+    def _use_taught_model(self, model: Path) -> None:
+        """Later starts run the taught model too (the running engine has it already)."""
+        self.base_options = dataclasses.replace(self.base_options, model=model)
 
     # -- recording ------------------------------------------------------------------------------
 
