@@ -1,4 +1,5 @@
-"""PNG figures of the benchmark report, drawn with pyqtgraph's image exporter.
+"""PNG figures of the benchmark report (PCKh curves, skeletons, learning curves), drawn
+with pyqtgraph's image exporter.
 
 matplotlib is not a dependency; pyqtgraph (already needed by the app) renders off screen
 with ``QT_QPA_PLATFORM=offscreen``, which is set here when no platform was chosen, so the
@@ -77,3 +78,28 @@ def skeletons(examples: list[tuple[np.ndarray, np.ndarray]], path: Path, title: 
                 segments = np.array([[j[a, [h, 1]], j[b, [h, 1]]] for a, b in BONES]).reshape(-1, 2)
                 plot.plot(segments[:, 0], segments[:, 1], connect="pairs", pen=pg.mkPen(colour, width=3))
     _export(layout, path, 300 * len(examples), 760)
+
+
+def learning_curves(runs: dict[str, dict], path: Path, title: str, columns: int = 4) -> None:
+    """One panel per run: the train pose loss (blue) and the validation pose loss (orange) per
+    epoch, and a dashed line at the best epoch (the weights kept end there). ``runs`` maps
+    a label to a result's ``training`` record."""
+    pg, _ = _pg()
+    layout = pg.GraphicsLayoutWidget()
+    layout.addLabel(title, colspan=columns)
+    for i, (label, training) in enumerate(runs.items()):
+        if i % columns == 0:
+            layout.nextRow()
+        plot = layout.addPlot(title=f"{label}: {training['epochs_run']} epochs, {training['stop']}")
+        plot.setLabel("bottom", "epoch")
+        plot.showGrid(x=True, y=True, alpha=0.3)
+        epochs = [h["epoch"] for h in training["history"]]
+        for term, colour in (("pose", _COLOURS[0]), ("val_pose", _COLOURS[1])):
+            values = [h[term] for h in training["history"] if term in h]
+            if values:
+                plot.plot(epochs[: len(values)], values, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4,
+                          symbolBrush=colour)
+        dashed = pg.mkPen((90, 90, 90), style=pg.QtCore.Qt.PenStyle.DashLine)
+        plot.addItem(pg.InfiniteLine(training["best_epoch"], angle=90, pen=dashed))
+    rows = -(-len(runs) // columns)
+    _export(layout, path, 330 * columns, 60 + 260 * rows)

@@ -7,21 +7,26 @@ tracks (ambient in AMPL and in the default simulated set), tracks sorted by name
   the last main-genre track (needs 2 main-genre tracks).
 - (c) cross-genre: train on the main-genre tracks, test on the other genres' tracks.
 Every setting is leave-one-subject-out: a fold trains on all subjects but one and tests on
-that one. Rows: the four methods, the BGM2Pose ablations (settings (a) and (b), as the paper
-reports them) and two controls: the mean-pose predictor (training mean pose) and BGM2Pose
-trained and tested on audio shuffled across windows (pairing of sound and pose destroyed,
-feature distribution kept). Every trained row gets the same windows, epochs, batch size,
-learning rates and seeds: one ``Budget``.
+that one. Rows: the four methods (and BGM2Pose on the channel inputs), the BGM2Pose ablations
+(settings (a) and (b), as the paper reports them) and two controls, ``CONTROLS``.
 
-``--quick`` (``quick_plan``): 2 folds x 1 seed, and epochs chosen from the measured training
-speed so the whole run fits ``minutes`` on ``workers`` processes; if even one epoch would
-not fit, each job trains on the same random fraction of its training windows.
+Every trained row gets the same ``Budget``: it trains until the pose loss on a validation
+subject stops improving (``Budget.patience`` epochs without a better one) or at the epoch
+cap, with the same batch size, learning rates and seeds. The validation subject is the last
+training subject in sorted order (``data.validation_split``): never the test subject, the
+same for every row of a fold. The training windows the rows fit on are the training
+subjects' windows on the training tracks without the validation subject's.
+
+A job's result is keyed by ``job_digest``: a hash of the data's content, the job (setting,
+held-out subject, seed, row) and the budget, so results from shards, machines or an
+interrupted run are recognised and merged, and results of other data or another budget never
+are.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,16 +35,20 @@ import numpy as np
 import torch
 
 from bgm2pose.models.baselines import build_model
-from bgm2pose.models.data import DataError, WindowSet, model_features
+from bgm2pose.models.data import DataError, WindowSet, fit_stats, model_features, validation_split
 from bgm2pose.models.evaluation import mean_pose_prediction
 from bgm2pose.models.losses import loss_weights
 from bgm2pose.models.metrics import evaluate
 from bgm2pose.models.networks import preset
 from bgm2pose.models.train import TrainConfig, TrainStep, predict, train
-from bgm2pose.sensing.features import FeatureStats
 
 SETTING_NAMES = {"a": "single-music", "b": "cross-music", "c": "cross-genre"}
 QUALITATIVE_WINDOWS = 3
+# Part of every job digest: bump it when what a job computes changes (its split, its
+# training or its metrics), so results of the old way are never mixed into a report.
+RESULT_VERSION = 2
+# The loss terms of each epoch a result keeps for its learning curve.
+CURVE_TERMS = ("epoch", "loss", "pose", "val_pose")
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,18 @@ ROWS: tuple[Row, ...] = (
 )
 ROW_BY_LABEL = {r.label: r for r in ROWS}
 ABLATION_SETTINGS = ("a", "b")
+# What each control is, exactly as run_job computes it; the report quotes these.
+CONTROLS = {
+    "mean pose": "the training-set mean pose: the mean of every frame of the windows the trained rows fit on "
+                 "(the training subjects but the validation subject, on the training tracks), predicted for "
+                 "every test frame. It is also where every trained network's pose head starts.",
+    "BGM2Pose, shuffled audio": "BGM2Pose trained *and* evaluated on shuffled audio: each window's features "
+                                "(base and channel) are replaced by those of another window of the same part, "
+                                "permuted across all training windows (fit and validation alike) and, "
+                                "separately, across the test windows; poses, labels and the feature "
+                                "distribution are unchanged, the pairing of sound and pose is destroyed. "
+                                "Early stopping watches the shuffled validation windows.",
+}
 
 
 @dataclass(frozen=True)
@@ -86,11 +107,11 @@ class Setting:
 @dataclass(frozen=True)
 class Budget:
     preset: str = "cpu"
-    epochs: int = 30
+    epochs: int = 30  # the cap; a validation plateau stops a run sooner
+    patience: int = 5
     batch_size: int = 64
     lr: float = 3e-3
     lr_min: float = 1e-3
-    train_fraction: float = 1.0  # of each job's training windows, the same for every row
 
 
 @dataclass(frozen=True)
@@ -104,6 +125,12 @@ class Job:
     def key(self) -> str:
         label = self.row.label.lower().replace("/", "").replace(",", "").replace(" ", "-")
         return f"{self.setting.key}_{self.test_subject}_s{self.seed}_{label}"
+
+
+def job_digest(job: Job, budget: Budget, data: str) -> str:
+    """The content hash a job's result is stored under (see the module docstring)."""
+    spec = [RESULT_VERSION, data, asdict(budget), asdict(job.setting), job.test_subject, job.seed, asdict(job.row)]
+    return hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
 @dataclass
@@ -140,8 +167,9 @@ def protocol_settings(windows: WindowSet) -> list[Setting]:
 def make_plan(windows: WindowSet, folds: list[str], seeds: list[int], budget: Budget,
               rows: tuple[Row, ...] = ROWS) -> Plan:
     subjects = sorted(set(windows.subject.tolist()))
-    if len(subjects) < 2:
-        raise DataError("leave-one-subject-out needs sessions of at least two subjects; simulate more.")
+    if len(subjects) < 3:
+        raise DataError(f"the protocol needs sessions of at least three subjects (one to test, one to validate "
+                        f"on, one to train on); this data set has {subjects}. Simulate more.")
     unknown = sorted(set(folds) - set(subjects))
     if unknown:
         raise DataError(f"fold subjects {unknown} are not in the data set; it has {subjects}.")
@@ -151,16 +179,12 @@ def make_plan(windows: WindowSet, folds: list[str], seeds: list[int], budget: Bu
     return Plan(settings, list(folds), list(seeds), budget, jobs)
 
 
-def split(windows: WindowSet, job: Job, fraction: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def split(windows: WindowSet, job: Job) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) indices of a job: other subjects on the training tracks, the held-out
-    subject on the test tracks; ``fraction`` keeps a seeded random share of the training
-    windows, the same share for every row of a (setting, fold, seed)."""
+    subject on the test tracks."""
     s = job.setting
     train = np.flatnonzero((windows.subject != job.test_subject) & np.isin(windows.track, s.train_tracks))
     test = np.flatnonzero((windows.subject == job.test_subject) & np.isin(windows.track, s.test_tracks))
-    if fraction < 1.0:
-        rng = np.random.default_rng(job.seed)
-        train = np.sort(rng.choice(train, max(2, int(round(fraction * len(train)))), replace=False))
     if not len(train) or not len(test):
         raise DataError(f"setting ({s.key}) with {job.test_subject} held out has {len(train)} training and "
                         f"{len(test)} test windows; the data set lacks sessions for it.")
@@ -178,84 +202,122 @@ def _shuffled(windows: WindowSet, train: np.ndarray, test: np.ndarray, seed: int
     return sub, np.arange(n), np.arange(n, len(sub))
 
 
-def train_config(row: Row, budget: Budget, seed: int) -> TrainConfig:
+def job_windows(windows: WindowSet, job: Job) -> tuple[WindowSet, np.ndarray, np.ndarray, np.ndarray]:
+    """(windows, fit, validation, test) of a job: the shuffled control's own copy, else the data set."""
+    train_index, test_index = split(windows, job)
+    data = windows
+    if job.row.shuffled:
+        data, train_index, test_index = _shuffled(windows, train_index, test_index, job.seed)
+    fit, val = validation_split(data, train_index)
+    return data, fit, val, test_index
+
+
+def train_config(row: Row, budget: Budget, seed: int, device: str = "cpu") -> TrainConfig:
     return TrainConfig(method=row.method, preset=budget.preset, switches=dict(row.switches), epochs=budget.epochs,
-                       batch_size=budget.batch_size, lr=budget.lr, lr_min=budget.lr_min, seed=seed,
-                       hard_negatives=row.hard_negatives, device="cpu")
+                       patience=budget.patience, batch_size=budget.batch_size, lr=budget.lr, lr_min=budget.lr_min,
+                       seed=seed, hard_negatives=row.hard_negatives, device=device)
 
 
-def run_job(windows: WindowSet, job: Job, budget: Budget) -> dict:
-    """Train and test one job; returns its metrics (and a few predictions for figures)."""
+def _training(record: dict) -> dict:
+    """What a result keeps of a run's record: the stop and a learning curve per epoch."""
+    return {**{k: record[k] for k in ("epochs_run", "max_epochs", "patience", "stop", "best_epoch", "wall_seconds")},
+            "history": [{k: h[k] for k in CURVE_TERMS if k in h} for h in record["history"]]}
+
+
+def run_job(windows: WindowSet, job: Job, budget: Budget, checkpoints: Path | None = None,
+            device: str = "cpu") -> dict:
+    """Train and test one job; returns its result (metrics, the training record, a few
+    predictions for figures). With ``checkpoints`` the training resumes from, and saves to,
+    that folder, so a job killed mid-way continues where it stopped."""
     start = time.perf_counter()
-    train_index, test_index = split(windows, job, budget.train_fraction)
-    truth = windows.poses[test_index]
-    mean_pose = windows.poses[train_index].mean(axis=(0, 1))
-    history: list[dict] = []
+    data, fit, val, test = job_windows(windows, job)
+    truth = data.poses[test]
+    training = None
     if job.row.method is None:
-        pred = mean_pose_prediction(mean_pose, len(test_index))
+        pred = mean_pose_prediction(data.poses[fit].mean(axis=(0, 1)), len(test))
     else:
-        data, tr, te = (_shuffled(windows, train_index, test_index, job.seed) if job.row.shuffled
-                        else (windows, train_index, test_index))
-        result = train(data, tr, train_config(job.row, budget, job.seed), progress=False)
-        pred = predict(result.model, result.stats, model_features(data, te, result.net_config.inputs))
-        history = result.history
-    show = np.linspace(0, len(test_index) - 1, QUALITATIVE_WINDOWS).round().astype(int)
+        result = train(data, fit, train_config(job.row, budget, job.seed, device), checkpoints, val_index=val,
+                       resume=checkpoints is not None, progress=False)
+        pred = predict(result.model, result.stats, model_features(data, test, result.net_config.inputs))
+        training = _training(result.record)
+    show = np.linspace(0, len(test) - 1, QUALITATIVE_WINDOWS).round().astype(int)
     return {
         "key": job.key, "setting": job.setting.key, "test_subject": job.test_subject, "seed": job.seed,
-        "row": job.row.label, "budget": asdict(budget), "train_windows": int(len(train_index)),
-        "test_windows": int(len(test_index)), "metrics": evaluate(pred, truth),
-        "final_loss": history[-1]["loss"] if history else None, "seconds": time.perf_counter() - start,
+        "row": job.row.label, "budget": asdict(budget), "train_windows": int(len(fit)),
+        "validation": data.describe(val), "test_windows": int(len(test)), "metrics": evaluate(pred, truth),
+        "training": training, "seconds": time.perf_counter() - start,
         "examples": {"pred": np.asarray(pred)[show].tolist(), "truth": truth[show].tolist()},
     }
 
 
-def training_speed(rows: tuple[Row, ...], budget: Budget, batches: int = 2) -> dict[str, float]:
-    """Measured training windows per second of each row's network on this machine (one thread)."""
-    speeds: dict[str, float] = {}
-    stats = FeatureStats(mean=np.full(9, -50.0), std=np.full(9, 10.0))
-    base = torch.randn(budget.batch_size, 9, 12, 128) * 10 - 50
-    poses = torch.randn(budget.batch_size, 12, 63)
+@dataclass(frozen=True)
+class Speed:
+    """Measured seconds per window of one network on this machine: a training step's and a
+    prediction's (the validation pass and the test)."""
+
+    train: float
+    predict: float
+
+
+def _timed(fn, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after one warm-up call."""
+    times = []
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times[1:]))
+
+
+def _network_speed(windows: WindowSet, row: Row, budget: Budget, sample: np.ndarray, device: str) -> Speed:
+    net_config = preset(budget.preset, **dict(row.switches))
+    stats = fit_stats(windows, sample, net_config.inputs)
+    features = model_features(windows, sample, net_config.inputs)
+    poses = windows.poses[sample]
+    step = TrainStep(build_model(row.method, net_config), stats, loss_weights(row.method, net_config),
+                     poses.mean(axis=(0, 1))).to(device).train()
+    optimiser = torch.optim.Adam(step.parameters())
+    inputs, targets = torch.from_numpy(features).to(device), torch.from_numpy(poses).to(device)
+
+    def train_step():
+        optimiser.zero_grad()
+        step(inputs, targets)[0].backward()
+        optimiser.step()
+
+    seconds = _timed(train_step, 2)
+    predicted = _timed(lambda: predict(step.network, stats, features), 2)
+    return Speed(train=seconds / len(sample), predict=predicted / len(sample))
+
+
+def measure_speeds(windows: WindowSet, rows: tuple[Row, ...], budget: Budget, device: str = "cpu") -> dict[str, Speed]:
+    """Each trained row's ``Speed`` (one batch of the data set's own windows; rows sharing a
+    network are measured once)."""
+    sample = np.arange(min(budget.batch_size, len(windows)))
+    by_network: dict[tuple, Speed] = {}
+    speeds = {}
     for row in rows:
         if row.method is None:
             continue
-        net_config = preset(budget.preset, **dict(row.switches))
-        step = TrainStep(build_model(row.method, net_config), stats, loss_weights(row.method, net_config),
-                         np.zeros(63, np.float32)).train()
-        optimiser = torch.optim.Adam(step.parameters())
-        times = []
-        for _ in range(batches + 1):
-            t = time.perf_counter()
-            optimiser.zero_grad()
-            step(base, poses)[0].backward()
-            optimiser.step()
-            times.append(time.perf_counter() - t)
-        speeds[row.label] = budget.batch_size / float(np.median(times[1:]))
+        network = (row.method, row.switches)
+        if network not in by_network:
+            by_network[network] = _network_speed(windows, row, budget, sample, device)
+        speeds[row.label] = by_network[network]
     return speeds
 
 
-def estimate_seconds(windows: WindowSet, plan: Plan, speeds: dict[str, float], workers: int) -> float:
-    """Wall time of the plan's training with ``workers`` parallel processes."""
-    total = 0.0
-    for job in plan.jobs:
-        if job.row.method is None:
-            continue
-        train_index, _ = split(windows, job, plan.budget.train_fraction)
-        total += plan.budget.epochs * len(train_index) / speeds[job.row.label]
-    return total / max(workers, 1)
+def job_sizes(windows: WindowSet, job: Job) -> tuple[int, int, int]:
+    """(fit, validation, test) window counts of a job."""
+    train_index, test_index = split(windows, job)
+    fit, val = validation_split(windows, train_index)
+    return len(fit), len(val), len(test_index)
 
 
-def quick_budget(windows: WindowSet, plan: Plan, speeds: dict[str, float], minutes: float, workers: int,
-                 max_epochs: int = 30) -> Budget:
-    """The plan's budget with epochs (and, if need be, a training fraction) that fit ``minutes``;
-    10 % of the time is kept for loading, testing and the report."""
-    one_epoch = estimate_seconds(windows, Plan(plan.settings, plan.folds, plan.seeds,
-                                               Budget(**{**asdict(plan.budget), "epochs": 1, "train_fraction": 1.0}),
-                                               plan.jobs), speeds, workers)
-    available = 0.9 * minutes * 60
-    epochs = min(max_epochs, int(available // one_epoch))
-    if epochs >= 1:
-        return Budget(**{**asdict(plan.budget), "epochs": epochs, "train_fraction": 1.0})
-    return Budget(**{**asdict(plan.budget), "epochs": 1, "train_fraction": math.floor(100 * available / one_epoch) / 100})
+def estimate_seconds(sizes: tuple[int, int, int], speed: Speed | None, epochs: float) -> float:
+    """Seconds of a job training ``epochs`` epochs (0 for the mean pose)."""
+    if speed is None:
+        return 0.0
+    fit, val, test = sizes
+    return epochs * (fit * speed.train + val * speed.predict) + test * speed.predict
 
 
 def aggregate(results: list[dict]) -> dict[tuple[str, str], dict[str, tuple[float, float, int]]]:
@@ -268,19 +330,3 @@ def aggregate(results: list[dict]) -> dict[tuple[str, str], dict[str, tuple[floa
         out[key] = {m: (float(np.mean([x[m] for x in metrics])), float(np.std([x[m] for x in metrics])), len(metrics))
                     for m in metrics[0]}
     return out
-
-
-def save_result(folder: Path, result: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{result['key']}.json").write_text(json.dumps(result) + "\n")
-
-
-def load_result(folder: Path, job: Job, budget: Budget, data: str) -> dict | None:
-    """A finished job's result from an earlier run with the same budget on the same data
-    (``WindowSet.fingerprint``), else None."""
-    path = folder / f"{job.key}.json"
-    if not path.is_file():
-        return None
-    result = json.loads(path.read_text())
-    return result if result.get("budget") == asdict(budget) and result.get("data") == data else None
-
