@@ -169,8 +169,10 @@ def _line(result: dict, mean_pose: dict[tuple, float]) -> str:
 def _run_jobs(args, windows, store: Store, jobs: list[Job], todo: list[Job], estimates: dict[str, float],
               device: str, rank: int, world: int) -> None:
     """Run ``todo`` of ``jobs`` (the mean pose first, then the longest first), saving each
-    result as it finishes."""
-    order = sorted(todo, key=lambda j: (j.row.method is not None, -estimates[j.key]))
+    result as it finishes. Under torchrun the trained jobs go in the plan's order: each rank
+    measured its own speeds, and every rank must train the same job at the same time."""
+    longest = (lambda j: 0.0) if world > 1 else (lambda j: -estimates[j.key])
+    order = sorted(todo, key=lambda j: (j.row.method is not None, longest(j)))
     progress = Progress(dict(estimates), 1 if world > 1 else args.workers, len(jobs) - len(todo), len(jobs))
     log = RunLog(args.out, args.shard, args.workers, _command(args))
     mean_pose: dict[tuple, float] = {}
