@@ -23,10 +23,13 @@ import os
 import shlex
 import signal
 import sys
+import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
+
+import numpy as np
 
 from bgm2pose.models.data import load_windows
 from bgm2pose.models.grid import Progress, RunLog, Store, clock, makespan, parse_shard, shard
@@ -45,7 +48,25 @@ LISTED_JOBS = 60
 _windows = None
 
 
+EXAMPLES = """\
+the quick grid on this machine (one fold, one seed; 2 workers; run it again to resume):
+  bgm2pose benchmark data/sim --quick --out docs/results/benchmark
+the full protocol on a GPU (every subject a fold, seeds 0 1 2, paper preset):
+  bgm2pose benchmark data/sim --device cuda --workers 2 --out runs/benchmark-full
+the same on 4 machines, then the report from their folders:
+  bgm2pose benchmark data/sim --device cuda --shard I/4 --out runs/shard-I      (I = 0..3)
+  bgm2pose benchmark data/sim --merge runs/shard-0 runs/shard-1 runs/shard-2 runs/shard-3 \\
+      --out runs/benchmark-full
+each job with DistributedDataParallel over 4 GPUs of one machine:
+  torchrun --standalone --nproc_per_node=4 -m bgm2pose.app.cli benchmark data/sim --device cuda
+"""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # Raw, so the commands keep their lines; the description is wrapped here instead.
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = textwrap.fill(p.description, 88)
+    p.epilog = EXAMPLES
     p.add_argument("data", type=Path, help="folder of session folders (bgm2pose simulate)")
     p.add_argument("--out", type=Path, default=Path("docs/results/benchmark"),
                    help="report folder; also holds every job's result and checkpoints (default: %(default)s)")
@@ -63,7 +84,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64,
                    help="per process under torchrun (default: %(default)s)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                   help="parallel training processes; 1 runs the jobs in this process (default: %(default)s)")
+                   help="parallel training processes; 1 runs the jobs in this process; under torchrun one "
+                        "job at a time trains over all its processes (default: %(default)s)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the networks train (default: %(default)s: cuda when torch sees a GPU)")
     p.add_argument("--shard", default="0/1", metavar="I/N",
@@ -134,7 +156,7 @@ def _estimates(windows, plan: Plan, jobs: list[Job], device: str) -> dict[str, f
 
 
 def _print_plan(windows, plan: Plan, jobs: list[Job], todo: list[Job], estimates: dict[str, float],
-                workers: int) -> None:
+                workers: int, finished: list[dict]) -> None:
     b = plan.budget
     print(f"benchmark: {len(jobs)} jobs: settings {', '.join(s.key for s in plan.settings)} x held-out "
           f"{', '.join(plan.folds)} x seeds {', '.join(map(str, plan.seeds))} x rows (ablations in a, b only); "
@@ -148,11 +170,17 @@ def _print_plan(windows, plan: Plan, jobs: list[Job], todo: list[Job], estimates
             print(f"  {job.key:<42} fit {fit}, validation {val}, test {test} windows: {time_}")
     total = makespan(list(estimates.values()), workers)
     print(f"benchmark: at the {b.epochs}-epoch cap the jobs to run take {clock(sum(estimates.values()))} of "
-          f"training, {clock(total)} of wall time on {workers} workers; runs stopped by a plateau end sooner.",
-          flush=True)
+          f"training, {clock(total)} of wall time on {workers} workers; runs stopped by a plateau end sooner.")
+    epochs = [r["training"]["epochs_run"] for r in finished if r["training"]]
+    if epochs and todo:
+        typical = float(np.mean(epochs))
+        likely = makespan([s * typical / b.epochs for s in estimates.values()], workers)
+        print(f"benchmark: if they stop as the {len(epochs)} finished runs did (after {typical:.1f} epochs on "
+              f"average), about {clock(likely)}.")
     if total > LONG_HOURS * 3600:
-        print(f"benchmark: note: that is more than {LONG_HOURS:g} h; lower --epochs or --patience to bound it, "
-              "or let it run (it resumes after an interruption).", flush=True)
+        print(f"benchmark: note: that is more than {LONG_HOURS:g} h at the cap; lower --epochs or --patience to "
+              "bound it, or let it run (it resumes after an interruption).")
+    sys.stdout.flush()
 
 
 def _line(result: dict, mean_pose: dict[tuple, float]) -> str:
@@ -226,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     jobs = shard(plan.jobs, index, count)
+    finished = [result for job in jobs if (result := store.load(job)) is not None]
     todo = [job for job in jobs if store.load(job) is None]
     stale = store.stale(todo)
     if stale and rank == 0:
@@ -233,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
               "running those jobs again", flush=True)
     estimates = _estimates(windows, plan, todo, device) if todo else {}
     if rank == 0:
-        _print_plan(windows, plan, jobs, todo, estimates, 1 if world > 1 else args.workers)
+        _print_plan(windows, plan, jobs, todo, estimates, 1 if world > 1 else args.workers, finished)
     if args.dry_run:
         return 0
     if world > 1:

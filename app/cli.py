@@ -120,8 +120,11 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "run the paper's evaluation protocol and write the report (tables, curves, figures)",
         "Settings (a) single-music, (b) cross-music, (c) cross-genre; leave-one-subject-out "
         "folds and seeds; every method, the ablations and two controls (mean pose, shuffled "
-        "audio), all with the same data and epochs. Writes markdown tables in the paper's "
-        "format, per-part errors, PCKh curves and skeleton figures as PNG.",
+        "audio), each trained with the same budget until its validation loss stops improving "
+        "(--patience) or --epochs. Prints the plan and its estimated time first, a line per "
+        "finished job, and resumes after an interruption. Writes markdown tables in the "
+        "paper's format with each row's epochs and stop reason, per-part errors, learning "
+        "curves, PCKh curves and skeleton figures as PNG.",
     ),
 }
 
