@@ -80,7 +80,7 @@ def skeletons(examples: list[tuple[np.ndarray, np.ndarray]], path: Path, title: 
     _export(layout, path, 300 * len(examples), 760)
 
 
-def learning_curves(runs: dict[str, dict], path: Path, title: str, columns: int = 4) -> None:
+def learning_curves(runs: dict[str, dict], path: Path, title: str, columns: int = 3) -> None:
     """One panel per run: the train pose loss (blue) and the validation pose loss (orange) per
     epoch, and a dashed line at the best epoch (the weights kept end there). ``runs`` maps
     a label to a result's ``training`` record."""
@@ -102,4 +102,4 @@ def learning_curves(runs: dict[str, dict], path: Path, title: str, columns: int 
         dashed = pg.mkPen((90, 90, 90), style=pg.QtCore.Qt.PenStyle.DashLine)
         plot.addItem(pg.InfiniteLine(training["best_epoch"], angle=90, pen=dashed))
     rows = -(-len(runs) // columns)
-    _export(layout, path, 330 * columns, 60 + 260 * rows)
+    _export(layout, path, 440 * columns, 60 + 260 * rows)

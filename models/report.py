@@ -76,12 +76,12 @@ def _parts_table(agg: dict, settings: list[str]) -> list[str]:
 
 
 def _versus(value: tuple, reference: tuple) -> str:
-    """How a mean MAE compares with a reference's, with the spread when there is one."""
+    """A mean MAE against the mean pose's, with whether the gap exceeds the spread when
+    there is one."""
     (mean, std, n), (ref, ref_std, _) = value, reference
-    gap = mean - ref
-    text = f"{mean:.3f}, {mean / ref:.2f}x"
+    text = f"{mean:.3f} = {mean / ref:.2f}x the mean pose's {ref:.3f}"
     if n > 1:
-        text += " (gap larger than the spread)" if abs(gap) > max(std, ref_std) else " (gap within the spread)"
+        text += ", a gap larger than the spread" if abs(mean - ref) > max(std, ref_std) else ", a gap within the spread"
     return text
 
 
@@ -92,8 +92,7 @@ def _setting_findings(agg: dict, s: str) -> str:
         return f"- ({s}): no method and mean pose results to compare."
     ranked = sorted(mae, key=lambda label: mae[label][0])
     best = ranked[0]
-    text = (f"- ({s}) {SETTING_NAMES[s]}: lowest MAE **{best}** ({_versus(mae[best], mean_pose)} the mean pose's "
-            f"{mean_pose[0]:.3f}).")
+    text = f"- ({s}) {SETTING_NAMES[s]}: lowest MAE **{best}**, {_versus(mae[best], mean_pose)}."
     if "BGM2Pose" in mae and best != "BGM2Pose":
         text += (f" BGM2Pose ranks {ranked.index('BGM2Pose') + 1} of {len(ranked)}: "
                  f"{mae['BGM2Pose'][0]:.3f}, {mae['BGM2Pose'][0] - mae[best][0]:+.3f} against {best}.")
@@ -106,7 +105,7 @@ def _setting_findings(agg: dict, s: str) -> str:
         verdict = ("at least the mean pose's, as a control without the audio's pairing should be"
                    if shuffled[0] >= mean_pose[0] else
                    "below the mean pose's: something other than the pairing of sound and pose is learned")
-        text += f" Shuffled audio: {_versus(shuffled, mean_pose)} the mean pose, {verdict}."
+        text += f" Shuffled audio: {_versus(shuffled, mean_pose)}; {verdict}."
     return text
 
 
@@ -146,13 +145,13 @@ def describe_rig(data: Path) -> str:
         return "the AMPL release (recorded by the paper's authors; no rig settings in it)"
     infos = [read_info(folder) for folder in find_sessions(data)]
     rigs = {json.dumps(info.rig, sort_keys=True) for info in infos}
-    tools = sorted({str(info.provenance.get("tool", "recorded")) for info in infos})
+    tools = sorted({str(info.provenance.get("tool", "no tool named")) for info in infos})
     if len(rigs) > 1:
-        return f"{len(rigs)} different rigs across {len(infos)} sessions (made by {', '.join(tools)})"
+        return f"{len(rigs)} different rigs across {len(infos)} sessions (made by: {', '.join(tools)})"
     rig = infos[0].rig
     keys = ("body_paths", "room_size", "rt60", "speaker_directivity_db", "speaker_gain_db")
     settings = ", ".join(f"{k} {rig[k]}" for k in keys if k in rig) or "no rig settings recorded"
-    return f"one rig for all {len(infos)} sessions (made by {', '.join(tools)}): {settings}"
+    return f"one rig for all {len(infos)} sessions (made by: {', '.join(tools)}): {settings}"
 
 
 def _run_summary(out: Path, results: list[dict], command: str) -> str:

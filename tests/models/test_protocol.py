@@ -172,11 +172,11 @@ def test_findings_are_written_from_the_numbers():
                for j in plan.jobs]
     lines = findings(aggregate(results), results, ["a", "b", "c"], runs=1)
     text = "\n".join(lines)
-    assert "(a) single-music: lowest MAE **Jiang** (0.600, 0.92x the mean pose's 0.650)" in text
+    assert "(a) single-music: lowest MAE **Jiang**, 0.600 = 0.92x the mean pose's 0.650." in text
     assert "BGM2Pose ranks 2 of 6: 0.620, +0.020 against Jiang" in text
     assert "Below the mean pose: Jiang; BGM2Pose; BGM2Pose, channel input; BGM2Pose, both inputs. Not below: " \
            "Shibata; Ginosar." in text
-    assert "Shuffled audio: 0.640, 0.98x the mean pose, below the mean pose's" in text
+    assert "Shuffled audio: 0.640 = 0.98x the mean pose's 0.650; below the mean pose's" in text
     assert "(a) ablations, MAE against the full BGM2Pose (0.620): w/o FA +0.060" in text
     assert "at the epoch cap, so perhaps not converged: Ginosar (a); Ginosar (b); Ginosar (c)" in text
     assert lines[-1].startswith("- One run per cell")
