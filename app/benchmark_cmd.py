@@ -26,7 +26,7 @@ import sys
 import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from bgm2pose.models.data import load_windows
 from bgm2pose.models.grid import Progress, RunLog, Store, clock, makespan, parse_shard, shard
 from bgm2pose.models.networks import PRESETS
 from bgm2pose.models.protocol import (
-    ROWS, Budget, Job, Plan, estimate_seconds, job_sizes, make_plan, measure_speeds, run_job,
+    Budget, Job, Plan, estimate_seconds, job_sizes, make_plan, measure_speeds, run_job,
 )
 from bgm2pose.models.report import write_report
 from bgm2pose.sensing.errors import UserError
@@ -148,7 +148,7 @@ def _plan(args: argparse.Namespace, windows) -> Plan:
 
 def _estimates(windows, plan: Plan, jobs: list[Job], device: str) -> dict[str, float]:
     """Each job's seconds at the epoch cap, from the measured speed of its network."""
-    speeds = measure_speeds(windows, ROWS, plan.budget, device)
+    speeds = measure_speeds(windows, tuple(dict.fromkeys(job.row for job in jobs)), plan.budget, device)
     print("benchmark: measured ms per window (train step / prediction): "
           + ", ".join(f"{k} {v.train * 1e3:.2f}/{v.predict * 1e3:.2f}" for k, v in speeds.items()), flush=True)
     return {job.key: estimate_seconds(job_sizes(windows, job), speeds.get(job.row.label), plan.budget.epochs)
@@ -222,8 +222,15 @@ def _run_jobs(args, windows, store: Store, jobs: list[Job], todo: list[Job], est
                              initargs=(args.data,)) as pool:
         futures = {pool.submit(_work, job, store.plan.budget, store.checkpoints(job, device), device): job
                    for job in order}
-        for future in as_completed(futures):
-            finished(futures[future], future.result())
+        try:
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+        except BaseException:
+            # Stop the workers now: leaving the pool would first run every job already handed
+            # to it and save none of them, while a killed job resumes from its last epoch.
+            for child in active_children():
+                child.kill()
+            raise
 
 
 def _command(args: argparse.Namespace) -> str:

@@ -174,6 +174,9 @@ def make_plan(windows: WindowSet, folds: list[str], seeds: list[int], budget: Bu
     if unknown:
         raise DataError(f"fold subjects {unknown} are not in the data set; it has {subjects}.")
     settings = protocol_settings(windows)
+    if windows.channel.shape[1] == 0:
+        # An AMPL release holds the paper's features only: no row can read the channel's.
+        rows = tuple(r for r in rows if dict(r.switches).get("inputs", "paper") == "paper")
     jobs = [Job(s, f, seed, r) for s in settings for f in folds for seed in seeds for r in rows
             if r.group != "ablation" or s.key in ABLATION_SETTINGS]
     return Plan(settings, list(folds), list(seeds), budget, jobs)

@@ -56,7 +56,7 @@ def _table(agg: dict, by_cell: dict, labels: list[str], settings: list[str]) -> 
     header = ("| method | " + " | ".join(f"({s}) {m}" for s in settings for m in ("RMSE", "MAE", "PCKh"))
               + f" | epochs, stop ({' / '.join(settings)}) |")
     lines = [header, "|---" * (2 + 3 * len(settings)) + "|"]
-    for label in labels:
+    for label in (label for label in labels if any((s, label) in agg for s in settings)):
         cells = [(_cell(agg[(s, label)], m) if (s, label) in agg else "–") for s in settings for m in HEAD]
         stops = " / ".join(_stops(by_cell.get((s, label), [])) for s in settings)
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {stops} |")

@@ -61,6 +61,9 @@ def test_plan_and_leave_one_subject_out_splits():
         assert set(w.track[test]) == set(job.setting.test_tracks)
     with pytest.raises(DataError, match="not in the data set"):
         make_plan(w, ["S9"], [0], Budget())
+    ampl = replace(w, channel=w.channel[:, :0])
+    assert {j.row.label for j in make_plan(ampl, ["S3"], [0], Budget()).jobs} == \
+        {r.label for r in ROWS} - {"BGM2Pose, channel input", "BGM2Pose, both inputs"}
     with pytest.raises(DataError, match="at least three subjects"):
         make_plan(_windows(subjects=("S1", "S2")), ["S2"], [0], Budget())
 
