@@ -23,7 +23,7 @@ from bgm2pose.sensing.features import (
     CHANNELS, FRAMES_PER_WINDOW, HOP, N_MELS, WINDOW_SAMPLES, frame_features, windows_from_frames,
 )
 from bgm2pose.sensing.session import MIC_FILE, REFERENCE_FILE, Session
-from bgm2pose.sensing.skeleton import N_JOINTS, normalise
+from bgm2pose.sensing.skeleton import N_JOINTS, hip_spine_length, normalise
 
 
 @dataclass
@@ -97,7 +97,12 @@ def session_windows(session: Session, hop_frames: int = FRAMES_PER_WINDOW) -> Se
         keep &= masked[ends] == masked[rows]
         starts, start_sample, first_frame = starts[keep], start_sample[keep], first_frame[keep]
         joints = window_poses(session.poses, first_frame, per_window)
-        poses = normalise(joints).reshape(len(starts), FRAMES_PER_WINDOW, 3 * N_JOINTS)
+        # A teacher's labels are scaled by the person's hip-spine length, not each frame's
+        # noisy estimate of it; motion capture and the virtual rig's truth keep REFERENCE.md's
+        # per-frame rule (their bone does not change, so the two agree there).
+        scale = (hip_spine_length(session.poses) if "teacher" in session.info.provenance
+                 else None)
+        poses = normalise(joints, scale).reshape(len(starts), FRAMES_PER_WINDOW, 3 * N_JOINTS)
     return SessionWindows(
         base=windows_from_frames(frames, starts),
         channel=windows_from_frames(channel, starts),

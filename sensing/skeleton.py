@@ -71,15 +71,19 @@ def as_joints(poses: np.ndarray) -> np.ndarray:
     )
 
 
-def normalise(poses: np.ndarray) -> np.ndarray:
+def normalise(poses: np.ndarray, scale: float | None = None) -> np.ndarray:
     """Per-frame normalisation of REFERENCE.md: Hips at the origin, |Spine - Hips| = 1,
-    then y shifted so the lowest joint lies on y = 0. Keeps the input's shape."""
+    then y shifted so the lowest joint lies on y = 0. Keeps the input's shape. ``scale``
+    divides by a fixed |Spine - Hips| instead of each frame's (``hip_spine_length``)."""
     poses = np.asarray(poses)
     joints = as_joints(poses).astype(np.result_type(poses.dtype, np.float32), copy=True)
     if not np.all(np.isfinite(joints)):
         raise SkeletonError("pose data contains NaN or inf joints; fill or drop those frames first")
     joints -= joints[..., INDEX["Hips"] : INDEX["Hips"] + 1, :]
-    scale = np.linalg.norm(joints[..., INDEX["Spine"], :], axis=-1)
+    if scale is None:
+        scale = np.linalg.norm(joints[..., INDEX["Spine"], :], axis=-1)
+    else:
+        scale = np.full(joints.shape[:-2], scale, joints.dtype)
     if np.any(~np.isfinite(scale)) or np.any(scale <= 1e-9):
         raise SkeletonError(
             "a frame has Spine on top of Hips, so it cannot be normalised; check the joint "
@@ -88,6 +92,20 @@ def normalise(poses: np.ndarray) -> np.ndarray:
     joints /= scale[..., None, None]
     joints[..., 1] -= joints[..., 1].min(axis=-1, keepdims=True)
     return joints.reshape(poses.shape)
+
+
+def hip_spine_length(poses: np.ndarray) -> float:
+    """The median |Spine - Hips| over the finite frames of (F, 21, 3) poses: the person's,
+    for labels whose every frame carries a few cm of noise on a ~10 cm bone (a camera
+    teacher's), where dividing by each frame's own length would scale every joint's error
+    with its distance from the hips."""
+    joints = as_joints(poses)
+    length = np.linalg.norm(joints[..., INDEX["Spine"], :] - joints[..., INDEX["Hips"], :], axis=-1)
+    length = length[np.isfinite(length)]
+    if not length.size or not np.median(length) > 1e-9:
+        raise SkeletonError("no frame has Spine apart from Hips, so the poses cannot be "
+                            "normalised; check the joint order and units of the pose data")
+    return float(np.median(length))
 
 
 def bone_lengths(poses: np.ndarray) -> np.ndarray:
