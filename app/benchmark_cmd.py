@@ -256,13 +256,14 @@ def run(args: argparse.Namespace) -> int:
     store = Store(args.out, plan, windows.fingerprint())
     if args.merge:
         print(f"benchmark: merged {store.merge(args.merge)} results from {len(args.merge)} folders into {args.out}")
-        return _report(args, windows, store)
+        return _report(args, windows, store, sharded=False)
     import torch
 
     torch.set_num_threads(1)
     jobs = shard(plan.jobs, index, count)
-    finished = [result for job in jobs if (result := store.load(job)) is not None]
-    todo = [job for job in jobs if store.load(job) is None]
+    loaded = {job.key: store.load(job) for job in jobs}
+    finished = [result for result in loaded.values() if result is not None]
+    todo = [job for job in jobs if loaded[job.key] is None]
     stale = store.stale(todo)
     if stale and rank == 0:
         print(f"benchmark: {stale} earlier results in {store.runs} were made with other data or another budget; "
@@ -281,19 +282,21 @@ def run(args: argparse.Namespace) -> int:
     if rank != 0:
         return 0
     print(f"benchmark: {len(todo)} jobs run in {clock(time.perf_counter() - start)}", flush=True)
-    return _report(args, windows, store)
+    return _report(args, windows, store, sharded=count > 1)
 
 
-def _report(args: argparse.Namespace, windows, store: Store) -> int:
+def _report(args: argparse.Namespace, windows, store: Store, sharded: bool) -> int:
+    """Write the report if every job of the plan has a result; a shard without them all says
+    how the report will come."""
     results, missing = store.results()
     if missing:
-        if not args.merge and args.shard != "0/1":
+        if sharded:
             print(f"benchmark: shard {args.shard} done; {len(results)} of {len(store.plan.jobs)} results are in "
                   f"{store.runs}. The report is written once every shard's results are there (shards sharing "
                   "--out), or with --merge and the shards' folders.")
             return 0
         raise UserError(f"{len(missing)} of the plan's {len(store.plan.jobs)} jobs have no result in {store.runs} "
-                        f"(first: {missing[0].key}); run the shards that hold them, or run without --merge.")
+                        f"(first: {missing[0].key}); run the shards that hold them, then merge again.")
     readme = write_report(args.out, store.plan, results, data=args.data, windows=windows, command=_command(args))
     print(f"benchmark: wrote {readme}")
     return 0

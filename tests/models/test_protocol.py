@@ -183,3 +183,10 @@ def test_findings_are_written_from_the_numbers():
     assert "(a) ablations, MAE against the full BGM2Pose (0.620): w/o FA +0.060" in text
     assert "at the epoch cap, so perhaps not converged: Ginosar (a); Ginosar (b); Ginosar (c)" in text
     assert lines[-1].startswith("- One run per cell")
+    # A second fold gives a spread to judge the gaps by.
+    again = [{**r, "test_subject": "S2", "metrics": {**r["metrics"], "mae": r["metrics"]["mae"] + 0.1 * (
+        r["row"] == "Jiang")}} for r in results]
+    text = "\n".join(findings(aggregate(results + again), results + again, ["a"], runs=2))
+    assert "lowest MAE **BGM2Pose**, 0.620 = 0.95x the mean pose's 0.650, a gap larger than the spread" in text
+    assert "Shuffled audio: 0.640 = 0.98x the mean pose's 0.650, a gap larger than the spread" in text
+    assert "One run per cell" not in text
