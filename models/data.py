@@ -59,7 +59,8 @@ from bgm2pose.sensing.session import MIC_FILE, POSES_FILE, REFERENCE_FILE, SESSI
 # 2: keys of content hashes and feature settings; data-set caches beside the session caches.
 # 3: channel features (sensing.channel) beside the base features.
 # 4: channel differences weighted by how well the music excited each bin.
-CACHE_VERSION = 4
+# 5: a teacher's labels scaled by the session's hip-spine length (models.windows).
+CACHE_VERSION = 5
 CACHE_DIR = ".windows"
 SESSION_FILES = (SESSION_FILE, MIC_FILE, REFERENCE_FILE, POSES_FILE)
 DIGESTS_FILE = "digests.json"
