@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bgm2pose.models.learnability import (
-    MLP_EPOCHS, ProbeResult, comparison_markdown, leave_one_subject_out, report_markdown,
+    MLP_EPOCHS, PROBES, ProbeResult, comparison_markdown, leave_one_subject_out, report_markdown,
 )
 from bgm2pose.models.windows import session_windows
 from bgm2pose.sensing.errors import UserError
@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=10.0,
                    help="ridge strength, relative to the mean feature variance (default: %(default)s)")
     p.add_argument("--mlp-epochs", type=int, default=MLP_EPOCHS,
-                   help="training epochs of the MLP probe per held-out subject "
+                   help="training epochs of the MLP probe per held-out subject; 0 runs the "
+                        "ridge probes only, minutes instead of hours on a large data set "
                         "(default: %(default)s)")
     p.add_argument("--body-paths", action="store_true",
                    help="also the pose's signature with the direct sound only meeting the body "
@@ -42,8 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.mlp_epochs < 1:
-        raise UserError(f"--mlp-epochs {args.mlp_epochs} must be at least 1")
+    if args.mlp_epochs < 0:
+        raise UserError(f"--mlp-epochs {args.mlp_epochs} must be 0 (ridge probes only) or more")
     probed = [_probe(dataset, args) for dataset in args.datasets]
     first, folders, results = probed[0]
     text = report_markdown(results, f"Learnability of pose from features: {first}",
@@ -88,6 +89,8 @@ def _probe(dataset: Path, args: argparse.Namespace
     with tqdm(total=len(set(subjects)), desc="held-out subjects", unit="subject") as bar:
         results = leave_one_subject_out(base, poses, subjects, excerpts, alpha=args.alpha,
                                         mlp_epochs=args.mlp_epochs,
+                                        probes=tuple(p for p in PROBES
+                                                     if args.mlp_epochs or p[1] == "ridge"),
                                         channel=np.concatenate([w.channel for w in parts]),
                                         progress=lambda _: bar.update())
     return dataset, folders, results

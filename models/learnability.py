@@ -256,7 +256,8 @@ def report_markdown(results: list[ProbeResult], title: str, alpha: float,
            "standardised network inputs; `excerpt` = mic features minus the training mean of "
            "the same music excerpt; `channel` = the channel features (the transfer function's "
            f"change from its causal background, `sensing.channel`). Regressors: ridge (alpha {alpha:g} x mean feature "
-           f"variance); MLP ({_MLP_HIDDEN}-{_MLP_HIDDEN}, L1 loss, {mlp_epochs} epochs).\n"]
+           "variance); " + (f"MLP ({_MLP_HIDDEN}-{_MLP_HIDDEN}, L1 loss, {mlp_epochs} epochs).\n"
+                            if mlp_epochs else "MLP not run (`--mlp-epochs 0`).\n")]
     names = list(dict.fromkeys(r.name for r in results))
     out += ["\n## Summary\n", "| probe | MAE / mean pose | shuffled audio: MAE / mean pose "
             "| PCKh@0.5 | PCKh@0.5 mean pose |", "|---|---|---|---|---|"]

@@ -90,7 +90,7 @@ def test_learnability_report_from_a_simulated_data_set(tmp_path):
              "--minutes", "0.1")
     assert r.returncode == 0, r.stderr
     report = tmp_path / "report.md"
-    r = _run("learnability", str(data), "--mlp-epochs", "2", "--out", str(report))
+    r = _run("learnability", str(data), "--mlp-epochs", "1", "--out", str(report))
     assert r.returncode == 0, r.stderr
     text = report.read_text()
     for probe in ("plain ridge", "excerpt ridge", "excerpt mlp", "channel ridge", "channel mlp"):
@@ -102,20 +102,22 @@ def test_learnability_report_from_a_simulated_data_set(tmp_path):
     assert signature.count("| yes |") == 4 and signature.count("| no |") == 3
     assert "Data sets compared" not in text
 
-    # The same data on the direct-only rig, compared: one row each, named by the difference.
+    # The same data on the direct-only rig, compared: one row each, named by the difference;
+    # ridge probes only (--mlp-epochs 0), as a grid of large data sets runs them.
     rig = tmp_path / "direct.json"
     rig.write_text('{"body_paths": "direct"}')
     direct = tmp_path / "sim-direct"
     r = _run("simulate", str(direct), "--subjects", "S1", "S2", "S3", "--tracks",
              "ambient-0000", "--minutes", "0.1", "--rig", str(rig))
     assert r.returncode == 0, r.stderr
-    r = _run("learnability", str(data), str(direct), "--mlp-epochs", "2", "--out", str(report))
+    r = _run("learnability", str(data), str(direct), "--mlp-epochs", "0", "--out", str(report))
     assert r.returncode == 0, r.stderr
     compared = report.read_text().split("## Data sets compared")[1].split("## Summary")[0]
     rows = [line for line in compared.splitlines() if line.startswith("| `")]
     assert len(rows) == 2 and rows[0].startswith(f"| `{data}` |")
     assert rows[1].startswith(f"| `{direct}` (body_paths direct) |")
-    assert rows[0].count("|") == rows[1].count("|") == 2 + 2 * 5 + 1
+    assert rows[0].count("|") == rows[1].count("|") == 2 + 2 * 3 + 1
+    assert "mlp" not in compared and "MLP not run" in report.read_text()
 
     # Two subjects on a track: the excerpt probes have nothing to learn from, and say so.
     shutil.rmtree(data / "S3_ambient-0000_t0")
@@ -123,8 +125,8 @@ def test_learnability_report_from_a_simulated_data_set(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "fewer than 3 subjects" in r.stderr
 
-    r = _run("learnability", str(data), "--mlp-epochs", "0")
-    assert r.returncode == 2 and "--mlp-epochs 0 must be at least 1" in r.stderr
+    r = _run("learnability", str(data), "--mlp-epochs", "-1")
+    assert r.returncode == 2 and "--mlp-epochs -1 must be 0 (ridge probes only) or more" in r.stderr
     assert "Traceback" not in r.stderr
 
 
