@@ -42,7 +42,7 @@ def _channel(base: np.ndarray, poses: np.ndarray, seed=1) -> np.ndarray:
 @pytest.fixture(scope="module")
 def results():
     base, poses, subjects, excerpts = _dataset()
-    return leave_one_subject_out(base, poses, subjects, excerpts, alpha=1.0, mlp_epochs=30,
+    return leave_one_subject_out(base, poses, subjects, excerpts, alpha=1.0, mlp_epochs=12,
                                  channel=_channel(base, poses))
 
 
