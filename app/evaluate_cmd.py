@@ -11,6 +11,7 @@ import numpy as np
 
 from bgm2pose.models.data import load_windows, model_features, select
 from bgm2pose.models.evaluation import compare, markdown
+from bgm2pose.models.export import card_path
 from bgm2pose.models.inference import PoseModel
 from bgm2pose.sensing.errors import UserError
 
@@ -25,6 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out and {args.out.resolve(), args.out.with_suffix(".json").resolve()} & {
+            args.model.resolve(), card_path(args.model).resolve()}:
+        raise UserError(f"--out {args.out} would overwrite the model or its card "
+                        f"{card_path(args.model)} (evaluate writes {args.out.stem}.md and "
+                        f"{args.out.stem}.json); name the report differently.")
     model = PoseModel(args.model, threads=args.threads)
     windows = load_windows(args.data)
     index = select(windows, subjects=args.subjects, tracks=args.tracks)

@@ -36,6 +36,21 @@ def test_user_errors_are_one_clear_sentence_not_a_traceback(args, phrase, tmp_pa
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_an_evaluation_report_never_overwrites_the_models_card(tmp_path):
+    # evaluate --out NAME.md writes NAME.json beside it: for a model NAME.onnx, its card.
+    model = tmp_path / "taught.onnx"
+    from bgm2pose.models.inference import demo_model_path
+
+    shutil.copy(demo_model_path(), model)
+    shutil.copy(demo_model_path().with_suffix(".json"), model.with_suffix(".json"))
+    card = model.with_suffix(".json").read_text()
+    r = _run("evaluate", str(model), str(tmp_path / "data"), "--out", str(tmp_path / "taught.md"))
+    assert r.returncode == 2
+    assert "would overwrite the model or its card" in r.stderr and "Traceback" not in r.stderr
+    assert model.with_suffix(".json").read_text() == card
+    assert not (tmp_path / "taught.md").exists()
+
+
 def test_simulate_renders_with_the_rig_of_a_file(tmp_path):
     from bgm2pose.sensing.session import read_session
     from bgm2pose.sensing.sim.rig import Rig
