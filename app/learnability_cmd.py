@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bgm2pose.models.data import load_windows
 from bgm2pose.models.learnability import (
     MLP_EPOCHS, PROBES, ProbeResult, comparison_markdown, leave_one_subject_out, report_markdown,
 )
-from bgm2pose.models.windows import session_windows
 from bgm2pose.sensing.errors import UserError
 from bgm2pose.sensing.session import find_sessions, read_session
 from bgm2pose.sensing.sim import sensitivity
@@ -70,28 +70,25 @@ def _probe(dataset: Path, args: argparse.Namespace
     folders = find_sessions(dataset)
     if not folders:
         raise UserError(f"no session folders under {dataset}; create some with 'bgm2pose simulate'")
-    parts = [session_windows(read_session(f))
-             for f in tqdm(folders, desc=f"features {dataset}", unit="session")]
-    subjects = np.concatenate([[w.subject] * len(w) for w in parts])
-    if len(set(subjects)) < 2:
+    # The data set's window cache, as training's: a second report on it costs the probes only.
+    windows = load_windows(dataset)
+    if len(set(windows.subject)) < 2:
         raise UserError(f"the probe holds out one subject at a time and needs sessions of at "
                         f"least two subjects; {dataset} has one: simulate more subjects")
     per_track: dict[str, set] = {}
-    for w in parts:
-        per_track.setdefault(w.track, set()).add(w.subject)
+    for subject, track in set(zip(windows.subject.tolist(), windows.track.tolist())):
+        per_track.setdefault(track, set()).add(subject)
     if min(len(s) for s in per_track.values()) < 3:
         print(f"learnability: warning: some tracks of {dataset} were played by fewer than 3 "
               "subjects; with a subject held out, their excerpts have one training session or "
               "none, so the excerpt probes see no body signature there", file=sys.stderr)
-    base = np.concatenate([w.base for w in parts])
-    poses = np.concatenate([w.poses for w in parts])
-    excerpts = np.concatenate([[f"{w.track}@{s}" for s in w.start_sample] for w in parts])
-    with tqdm(total=len(set(subjects)), desc="held-out subjects", unit="subject") as bar:
-        results = leave_one_subject_out(base, poses, subjects, excerpts, alpha=args.alpha,
+    with tqdm(total=len(set(windows.subject)), desc="held-out subjects", unit="subject") as bar:
+        results = leave_one_subject_out(np.asarray(windows.base), np.asarray(windows.poses),
+                                        windows.subject, windows.excerpt, alpha=args.alpha,
                                         mlp_epochs=args.mlp_epochs,
                                         probes=tuple(p for p in PROBES
                                                      if args.mlp_epochs or p[1] == "ridge"),
-                                        channel=np.concatenate([w.channel for w in parts]),
+                                        channel=np.asarray(windows.channel),
                                         progress=lambda _: bar.update())
     return dataset, folders, results
 
