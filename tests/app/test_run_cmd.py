@@ -133,8 +133,11 @@ def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
     # samples before playback began: unavailable, counted as dropped) to the last complete.
     first_end = -(-(WINDOW + round(latency)) // HOP) * HOP
     windows = (captured // HOP * HOP - first_end) // HOP + 1
-    assert int(rows["windows estimated"]) + flagged == windows
-    assert int(rows["windows dropped"]) == (first_end - WINDOW) // HOP
+    # Windows before the first are unavailable; a worker the load held back skips some more
+    # (the summary counts both as dropped; they are never estimated late).
+    behind = int(rows["windows dropped"]) - (first_end - WINDOW) // HOP
+    assert 0 <= behind <= windows // 10
+    assert int(rows["windows estimated"]) + flagged + behind == windows
     assert flagged <= windows // 4, f"xruns spoilt every take, the last late: {late}\n{err}"
     assert "MAE (normalised)" not in rows  # a real device: no ground truth in the run
 
@@ -148,11 +151,17 @@ def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
     probe = reference[0, 5 * FS:6 * FS]
     offset = int(np.argmax(correlate(heard[0], probe, mode="valid", method="fft"))) - 5 * FS
     # What the room heard is, second by second, what the reference says was played, except
-    # where an xrun (one period each, so within at most two seconds) lost it.
-    seconds = range(1, 15)
-    unequal = [k for k in seconds if not np.allclose(
-        heard[:, offset + k * FS:offset + (k + 1) * FS], reference[:, k * FS:(k + 1) * FS],
-        rtol=0, atol=2.0 ** -23)]
+    # where an xrun (one period each, so within at most two seconds) lost it; a period the
+    # late room never heard moves what it heard later by that period.
+    period = int(tape["period"])
+    shifts = range(-xruns * period, xruns * period + 1, period)
+
+    def heard_as_played(k):
+        return any(np.allclose(heard[:, offset + d + k * FS:offset + d + (k + 1) * FS],
+                               reference[:, k * FS:(k + 1) * FS], rtol=0, atol=2.0 ** -23)
+                   for d in shifts)
+
+    unequal = [k for k in range(1, 15) if not heard_as_played(k)]
     assert len(unequal) <= 2 * xruns, unequal
     lines = read_lines(lines_path)
     # The live poses are the model's on the recording's aligned windows (every 25th line:
@@ -160,12 +169,17 @@ def test_duplex_run_through_jack_estimates_every_window_like_the_in_process_rig(
     session = read_session(folder / "session")
     model = PoseModel(standin_model)
     shift = round(session.info.latency_samples)
+    checked = 0
     for r in lines[12::25]:
         end = round(r["capture_time"] * FS)
         base = window_features(session.mic[:, end - WINDOW:end],
                                session.reference[:, end - WINDOW - shift:end - shift])
-        older = round((r["capture_time"] - 1 / 120 - r["t"]) * FS / HOP)
-        np.testing.assert_allclose(r["pose"], model.predict(base)[-1 - older], atol=1e-4)
+        older = (r["capture_time"] - 1 / 120 - r["t"]) * FS / HOP
+        if abs(older - round(older)) > 1e-3:
+            continue  # a fill-in between two of the window's poses: interpolated, not one
+        np.testing.assert_allclose(r["pose"], model.predict(base)[-1 - round(older)], atol=1e-4)
+        checked += 1
+    assert checked >= len(lines[12::25]) // 2
     frame = (np.array([r["t"] for r in lines]) * FS - latency + offset) / 400
     truth = normalise(window_poses(poses, frame, 1)[:, 0])
     duplex_mae = json_mae(lines, truth)
@@ -202,7 +216,10 @@ def test_split_streams_through_jack_record_and_estimate_like_one_duplex_stream(
     flagged = int(rows["windows flagged"])
     assert flagged == 0 or int(rows["xruns"]) > 0
     first_end = -(-(WINDOW + latency) // HOP) * HOP
-    assert int(rows["windows estimated"]) + flagged == (captured // HOP * HOP - first_end) // HOP + 1
+    windows = (captured // HOP * HOP - first_end) // HOP + 1
+    behind = int(rows["windows dropped"]) - (first_end - WINDOW) // HOP  # as in the duplex test
+    assert 0 <= behind <= windows // 10
+    assert int(rows["windows estimated"]) + flagged + behind == windows
     session = read_session(tmp_path / "session")
     w, music = session.mic[0, 3 * FS:6 * FS], session.reference[0, 2 * FS:6 * FS]
     lag = FS - int(np.argmax(correlate(music, w, mode="valid", method="fft")))
